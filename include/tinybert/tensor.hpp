@@ -49,8 +49,12 @@ using Shape = std::vector<int64_t>;
 
 inline std::string shape_string(const Shape& shape) {
   std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(shape[i]);
+  }
+  s += ']';
+  return s;
 }
 
 // Number of elements; throws on negative dims or overflow so that file parsers can trust it.

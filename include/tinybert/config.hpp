@@ -1,0 +1,127 @@
+// ModelConfig: what the encoder and heads need to know about a model, read from a .tbw header.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tinybert/error.hpp"
+
+namespace tinybert {
+
+enum class Architecture { encoder, masked_lm, sequence_classification, uie };
+enum class Pooling { cls, mean };
+
+inline const char* architecture_name(Architecture a) {
+  switch (a) {
+    case Architecture::encoder: return "encoder";
+    case Architecture::masked_lm: return "masked_lm";
+    case Architecture::sequence_classification: return "sequence_classification";
+    case Architecture::uie: return "uie";
+  }
+  return "?";
+}
+
+inline Architecture parse_architecture(const std::string& name) {
+  for (auto a : {Architecture::encoder, Architecture::masked_lm, Architecture::sequence_classification,
+                 Architecture::uie})
+    if (name == architecture_name(a)) return a;
+  throw Error("unknown architecture '" + name + "' (expected encoder, masked_lm, sequence_classification or uie)");
+}
+
+struct ModelConfig {
+  std::string name;
+  Architecture architecture = Architecture::encoder;
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t intermediate_size = 0;
+  int64_t max_position_embeddings = 512;
+  int64_t type_vocab_size = 2;
+  int64_t task_type_vocab_size = 0;  // 0: no task-type embeddings (ERNIE 3.0 / UIE have them)
+  float layer_norm_eps = 1e-12f;
+  bool has_pooler = false;
+  std::vector<std::string> labels;  // sequence classification: class names by index
+  Pooling pooling = Pooling::cls;
+  bool normalize = true;
+
+  int64_t head_dim() const { return hidden_size / num_heads; }
+  int64_t num_labels() const { return static_cast<int64_t>(labels.size()); }
+
+  // Checks that the numbers describe a runnable model; the limits keep sizes far from overflow.
+  void validate() const {
+    const auto positive = [](const char* what, int64_t v, int64_t limit) {
+      if (v <= 0 || v > limit)
+        throw Error(std::string("config: ") + what + " = " + std::to_string(v) + " (expected 1.." +
+                    std::to_string(limit) + ")");
+    };
+    positive("vocab_size", vocab_size, 1 << 24);
+    positive("hidden_size", hidden_size, 1 << 16);
+    positive("num_layers", num_layers, 1024);
+    positive("num_heads", num_heads, 1024);
+    positive("intermediate_size", intermediate_size, 1 << 18);
+    positive("max_position_embeddings", max_position_embeddings, 1 << 20);
+    positive("type_vocab_size", type_vocab_size, 1 << 16);
+    if (task_type_vocab_size < 0 || task_type_vocab_size > (1 << 16))
+      throw Error("config: task_type_vocab_size = " + std::to_string(task_type_vocab_size));
+    if (hidden_size % num_heads != 0)
+      throw Error("config: hidden_size " + std::to_string(hidden_size) + " is not divisible by num_heads " +
+                  std::to_string(num_heads));
+    if (!(layer_norm_eps > 0.0f && layer_norm_eps < 1.0f))
+      throw Error("config: layer_norm_eps = " + std::to_string(layer_norm_eps));
+    if (architecture == Architecture::sequence_classification && labels.empty())
+      throw Error("config: a sequence_classification model needs labels");
+  }
+
+  nlohmann::json to_json() const {
+    return {{"name", name},
+            {"architecture", architecture_name(architecture)},
+            {"vocab_size", vocab_size},
+            {"hidden_size", hidden_size},
+            {"num_layers", num_layers},
+            {"num_heads", num_heads},
+            {"intermediate_size", intermediate_size},
+            {"max_position_embeddings", max_position_embeddings},
+            {"type_vocab_size", type_vocab_size},
+            {"task_type_vocab_size", task_type_vocab_size},
+            {"layer_norm_eps", layer_norm_eps},
+            {"hidden_act", "gelu"},
+            {"has_pooler", has_pooler},
+            {"labels", labels},
+            {"pooling", pooling == Pooling::cls ? "cls" : "mean"},
+            {"normalize", normalize}};
+  }
+
+  static ModelConfig from_json(const nlohmann::json& j) {
+    ModelConfig c;
+    try {
+      c.name = j.value("name", "");
+      c.architecture = parse_architecture(j.at("architecture").get<std::string>());
+      c.vocab_size = j.at("vocab_size").get<int64_t>();
+      c.hidden_size = j.at("hidden_size").get<int64_t>();
+      c.num_layers = j.at("num_layers").get<int64_t>();
+      c.num_heads = j.at("num_heads").get<int64_t>();
+      c.intermediate_size = j.at("intermediate_size").get<int64_t>();
+      c.max_position_embeddings = j.at("max_position_embeddings").get<int64_t>();
+      c.type_vocab_size = j.at("type_vocab_size").get<int64_t>();
+      c.task_type_vocab_size = j.value("task_type_vocab_size", int64_t{0});
+      c.layer_norm_eps = j.at("layer_norm_eps").get<float>();
+      if (j.value("hidden_act", std::string("gelu")) != "gelu")
+        throw Error("config: hidden_act '" + j["hidden_act"].get<std::string>() + "' (only exact gelu is supported)");
+      c.has_pooler = j.value("has_pooler", false);
+      c.labels = j.value("labels", std::vector<std::string>{});
+      const std::string pooling = j.value("pooling", std::string("cls"));
+      if (pooling != "cls" && pooling != "mean") throw Error("config: pooling '" + pooling + "' (expected cls or mean)");
+      c.pooling = pooling == "cls" ? Pooling::cls : Pooling::mean;
+      c.normalize = j.value("normalize", true);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(std::string("config: ") + e.what());
+    }
+    c.validate();
+    return c;
+  }
+};
+
+}  // namespace tinybert
