@@ -11,6 +11,7 @@
 #include "tinybert/heads.hpp"
 #include "tinybert/model.hpp"
 #include "tinybert/tasks/embed.hpp"
+#include "tinybert/tasks/extract.hpp"
 #include "tinybert/tasks/fill_mask.hpp"
 #include "tinybert/tensor.hpp"
 #include "tinybert/tokenizer.hpp"
