@@ -2,13 +2,7 @@
 // docs/weight-format.md is the specification.
 #pragma once
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -20,6 +14,7 @@
 #include <vector>
 
 #include "tinybert/error.hpp"
+#include "tinybert/mapped_file.hpp"
 #include "tinybert/tensor.hpp"
 
 namespace tinybert {
@@ -31,44 +26,6 @@ inline constexpr uint32_t kAlignment = 64;
 inline constexpr size_t kPreambleBytes = 24;  // magic + version + alignment + header_bytes
 inline constexpr uint64_t kMaxHeaderBytes = 256ull << 20;
 }  // namespace format
-
-// Read-only memory map of a whole file. Falls back to reading into memory when mmap is not
-// possible (e.g. a pipe), so callers always see one contiguous span.
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      throw Error(path + ": not a regular file");
-    }
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd);
-        throw Error(path + ": mmap failed (" + std::strerror(errno) + ")");
-      }
-      data_ = static_cast<const uint8_t*>(p);
-    }
-    ::close(fd);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-  }
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 struct TensorEntry {
   std::string name;

@@ -1,12 +1,6 @@
-// SourceModel: the one in-memory form that every weight-file reader produces, plus file mapping.
+// SourceModel: the one in-memory form that every weight-file reader produces, read from a MappedFile.
 #pragma once
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -18,6 +12,7 @@
 #include <vector>
 
 #include "tinybert/error.hpp"
+#include "tinybert/mapped_file.hpp"
 #include "tinybert/tensor.hpp"
 
 namespace tinybert::convert {
@@ -39,43 +34,6 @@ struct SourceModel {
       if (t.name == name) return &t;
     return nullptr;
   }
-};
-
-// A read-only memory map of a whole file; the readers parse from its bytes without copying.
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      throw Error(path + ": not a regular file");
-    }
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd);
-        throw Error(path + ": mmap failed (" + std::strerror(errno) + ")");
-      }
-      data_ = static_cast<const uint8_t*>(p);
-    }
-    ::close(fd);
-  }
-  ~MappedFile() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-
-  std::span<const uint8_t> bytes() const { return {data_, size_}; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
 };
 
 namespace detail {

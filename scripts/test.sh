@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds everything (Release, warnings as errors) and runs all tests with CTest.
+# TINYBERT_BUILD_DIR (default build) and TINYBERT_SANITIZE=ON (ASan + UBSan) select a variant.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${TINYBERT_BUILD_DIR:-build}
+sanitize=${TINYBERT_SANITIZE:-OFF}
+build_type=Release
+[ "$sanitize" = ON ] && build_type=RelWithDebInfo
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$build_type -DTINYBERT_WERROR=ON -DTINYBERT_SANITIZE="$sanitize" >/dev/null
+cmake --build "$build"
+ctest --test-dir "$build" --output-on-failure -j2

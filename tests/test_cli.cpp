@@ -1,0 +1,118 @@
+// The command-line programs as a user runs them: JSON on stdout, one-line errors, exit codes.
+#include <sys/wait.h>
+
+#include <array>
+#include <catch2/catch.hpp>
+#include <cstdio>
+
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Run {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs a shell command line, capturing stdout and stderr separately.
+Run run(const std::string& command) {
+  const auto err_file = tinybert::test::scratch_dir("cli") / "stderr.txt";
+  Run r;
+  FILE* pipe = ::popen((command + " 2>" + err_file.string()).c_str(), "r");
+  REQUIRE(pipe);
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(in), {});
+  return r;
+}
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+const std::string kCli = TINYBERT_CLI;
+const std::string kConvert = TINYBERT_CONVERT;
+
+std::string convert_tiny(const std::string& name) {
+  const auto out = tinybert::test::scratch_dir("cli") / (name + ".tbw");
+  const Run r = run(kConvert + " " + (tinybert::test::test_data_dir() / "tiny" / name).string() + " " + out.string());
+  REQUIRE(r.exit_code == 0);
+  return out.string();
+}
+
+// One line on stderr, non-zero exit, nothing on stdout.
+void check_one_line_error(const Run& r, const std::string& fragment) {
+  INFO(r.err);
+  CHECK(r.exit_code != 0);
+  CHECK(r.out.empty());
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK_THAT(r.err, Catch::Contains(fragment));
+}
+
+}  // namespace
+
+TEST_CASE("tinybert tokenize prints tokens, ids, type ids and offsets", "[cli]") {
+  const auto vocab = (tinybert::test::test_data_dir() / "tiny/tiny-bert/vocab.txt").string();
+  const Run r = run(kCli + " tokenize --vocab " + vocab + " " + quote("[MASK]你好"));
+  REQUIRE(r.exit_code == 0);
+  const json j = json::parse(r.out);
+  REQUIRE(j.size() == 1);
+  CHECK(j[0]["tokens"].front() == "[CLS]");
+  CHECK(j[0]["tokens"][1] == "[MASK]");
+  CHECK(j[0]["offsets"][1] == json{0, 6});
+  CHECK(j[0]["ids"].size() == j[0]["type_ids"].size());
+
+  const Run pair = run(kCli + " tokenize --vocab " + vocab + " --pair b a");
+  REQUIRE(pair.exit_code == 0);
+  CHECK(json::parse(pair.out)[0]["type_ids"].back() == 1);
+
+  const Run lines = run("printf 'a\\nb\\n' | " + kCli + " tokenize --vocab " + vocab);
+  CHECK(json::parse(lines.out).size() == 2);
+}
+
+TEST_CASE("tinybert embed, fill-mask and inspect print JSON", "[cli]") {
+  const std::string bert = convert_tiny("tiny-bert"), mlm = convert_tiny("tiny-mlm");
+  const Run embed = run(kCli + " embed --model " + bert + " a b");
+  REQUIRE(embed.exit_code == 0);
+  const json e = json::parse(embed.out);
+  CHECK(e["dim"] == 32);
+  REQUIRE(e["embeddings"].size() == 2);
+  double norm = 0;
+  for (double x : e["embeddings"][0]) norm += x * x;
+  CHECK(norm == Approx(1.0).margin(1e-5));  // normalised by default
+
+  const Run fill = run(kCli + " fill-mask --model " + mlm + " --top-k 3 " + quote("a[MASK]b"));
+  REQUIRE(fill.exit_code == 0);
+  const json f = json::parse(fill.out);
+  REQUIRE(f[0]["masks"].size() == 1);
+  CHECK(f[0]["masks"][0]["candidates"].size() == 3);
+  CHECK(f[0]["masks"][0]["start"] == 1);
+  CHECK(f[0]["masks"][0]["end"] == 7);
+
+  const Run inspect = run(kCli + " inspect " + bert);
+  REQUIRE(inspect.exit_code == 0);
+  CHECK(json::parse(inspect.out)["config"]["architecture"] == "encoder");
+
+  const Run table = run(kConvert + " --inspect " + bert);
+  REQUIRE(table.exit_code == 0);
+  CHECK_THAT(table.out, Catch::Contains("layers.0.attention.qkv.weight"));
+}
+
+TEST_CASE("bad input gives one line on stderr and a non-zero exit", "[cli][errors]") {
+  const std::string bert = convert_tiny("tiny-bert"), mlm = convert_tiny("tiny-mlm");
+  const auto vocab = (tinybert::test::test_data_dir() / "tiny/tiny-bert/vocab.txt").string();
+  check_one_line_error(run(kCli + " embed --model /nonexistent.tbw a"), "cannot open");
+  check_one_line_error(run(kCli + " embed --model " + vocab + " a"), "not a .tbw file");
+  check_one_line_error(run(kCli + " fill-mask --model " + mlm + " " + quote("no mask here")), "text 1: no [MASK]");
+  check_one_line_error(run(kCli + " fill-mask --model " + bert + " " + quote("a[MASK]")), "needs a masked_lm model");
+  check_one_line_error(run(kCli + " fill-mask --model " + mlm + " --top-k x a"), "--top-k must be an integer");
+  check_one_line_error(run(kCli + " embed --model " + bert + " $(printf 'ab\\377c')"), "invalid UTF-8 at byte 2");
+  check_one_line_error(run(kCli + " embed --model " + bert + " --bogus a"), "unknown option --bogus");
+  check_one_line_error(run(kCli + " tokenize a"), "needs --model");
+  check_one_line_error(run(kConvert + " /nonexistent /tmp/x.tbw"), "not a directory");
+  CHECK(run(kCli + " frobnicate").exit_code == 2);
+}
