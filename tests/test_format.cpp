@@ -217,3 +217,35 @@ TEST_CASE("the converter rejects bad model folders with clear messages", "[conve
   fs::remove(no_vocab / "vocab.txt");
   CHECK_THAT(convert_error(no_vocab), Catch::Contains("vocab.txt"));
 }
+
+TEST_CASE("ERNIE 3.0 / UIE family configs and the uie-base tokenizer load", "[convert][ernie]") {
+  const auto folder = test::shared_path_or_skip("models/uie-base-tokenizer-and-config-NO-WEIGHTS");
+  const auto hf = test::read_json(folder / "config.json");
+  REQUIRE(convert::architecture_from_hf(hf) == Architecture::uie);
+  const ModelConfig base = convert::model_config_from_hf(hf, Architecture::uie, "uie-base");
+  CHECK(base.task_type_vocab_size == 3);
+  CHECK(base.type_vocab_size == 4);
+  CHECK(base.vocab_size == 40000);
+  CHECK(base.max_position_embeddings == 2048);
+  CHECK(base.layer_norm_eps == 1e-12f);  // as written in this config.json
+
+  // PaddleNLP's own configs carry no layer_norm_eps: Paddle's LayerNorm default applies
+  const auto family = test::read_json(folder / "uie_family_configs.json")["configs"];
+  CHECK(family.size() == 5);
+  for (const auto& [name, config] : family.items()) {
+    INFO(name);
+    const ModelConfig c = convert::model_config_from_hf(config, Architecture::uie, name, 1e-5f);
+    CHECK(c.task_type_vocab_size > 0);
+    CHECK(c.layer_norm_eps == 1e-5f);
+    CHECK(c.hidden_size % c.num_heads == 0);
+  }
+  CHECK(convert::model_config_from_hf(family["uie-nano"], Architecture::uie, "nano").hidden_size == 312);
+
+  // 39,980 vocab lines for 40,000 embedding rows; [UNK] is the last line
+  const auto settings = convert::tokenizer_settings_from_hf(test::read_json(folder / "tokenizer_config.json"), 2048);
+  const Tokenizer tokenizer = Tokenizer::from_vocab_file((folder / "vocab.txt").string(), tokenizer_options_from_json(settings));
+  CHECK(tokenizer.vocab_size() == 39980);
+  CHECK(tokenizer.unk_id() == 39979);
+  CHECK(tokenizer.cls_id() == 1);
+  CHECK(tokenizer.encode("Hello，世界", 0).tokens == std::vector<std::string>{"[CLS]", "hello", "，", "世", "界", "[SEP]"});
+}

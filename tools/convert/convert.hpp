@@ -238,7 +238,7 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
   else if (has("uie.start.weight")) arch = Architecture::uie;
   else if (has("mlm.decoder.bias")) arch = Architecture::masked_lm;
   else if (has("classifier.weight")) arch = Architecture::sequence_classification;
-  ModelConfig config = model_config_from_hf(hf, arch, folder.filename().string());
+  ModelConfig config = model_config_from_hf(hf, arch, folder.filename().string(), paddle_layout ? 1e-5f : 1e-12f);
   config.has_pooler = has("pooler.weight") && (arch == Architecture::encoder || arch == Architecture::sequence_classification);
   if (std::filesystem::exists(folder / "1_Pooling/config.json")) {
     const nlohmann::json pooling = read_json_file(folder / "1_Pooling/config.json");

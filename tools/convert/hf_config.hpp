@@ -45,7 +45,10 @@ inline std::optional<Architecture> architecture_from_hf(const nlohmann::json& co
   return std::nullopt;
 }
 
-inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture architecture, const std::string& name) {
+// default_layer_norm_eps applies when config.json has none: 1e-12 for HF BERT, 1e-5 for
+// PaddleNLP checkpoints (paddle.nn.LayerNorm's default).
+inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture architecture, const std::string& name,
+                                        float default_layer_norm_eps = 1e-12f) {
   ModelConfig c;
   c.name = name;
   c.architecture = architecture;
@@ -62,7 +65,7 @@ inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture a
     c.max_position_embeddings = hf.value("max_position_embeddings", int64_t{512});
     c.type_vocab_size = hf.value("type_vocab_size", int64_t{2});
     if (hf.value("use_task_id", false)) c.task_type_vocab_size = hf.value("task_type_vocab_size", int64_t{3});
-    c.layer_norm_eps = hf.value("layer_norm_eps", 1e-12f);
+    c.layer_norm_eps = hf.value("layer_norm_eps", default_layer_norm_eps);
     const std::string act = hf.value("hidden_act", std::string("gelu"));
     if (act != "gelu")
       throw Error("config.json: hidden_act \"" + act + "\" is not supported (only exact erf \"gelu\")");
