@@ -139,4 +139,30 @@ inline T load_le(const void* p) {
   return value;
 }
 
+
+// numel elements of any weight dtype as fp32. i8 elements are multiplied by the scale of their
+// row (cols elements per row); u8 holds bytes, not numbers, and is refused.
+inline std::vector<float> dequantize_elements(DType dtype, const void* data, int64_t numel,
+                                              const float* row_scales = nullptr, int64_t cols = 1) {
+  std::vector<float> out(static_cast<size_t>(numel));
+  const auto* raw = static_cast<const uint8_t*>(data);
+  switch (dtype) {
+    case DType::f32:
+      for (int64_t i = 0; i < numel; ++i) out[i] = load_le<float>(raw + 4 * i);
+      break;
+    case DType::f16:
+      for (int64_t i = 0; i < numel; ++i) out[i] = f16_to_f32(load_le<uint16_t>(raw + 2 * i));
+      break;
+    case DType::bf16:
+      for (int64_t i = 0; i < numel; ++i) out[i] = bf16_to_f32(load_le<uint16_t>(raw + 2 * i));
+      break;
+    case DType::i8:
+      if (!row_scales || cols <= 0) throw Error("int8 weight without row scales");
+      for (int64_t i = 0; i < numel; ++i) out[i] = static_cast<float>(static_cast<int8_t>(raw[i])) * row_scales[i / cols];
+      break;
+    case DType::u8: throw Error("u8 tensors hold bytes, not weights");
+  }
+  return out;
+}
+
 }  // namespace tinybert

@@ -42,28 +42,10 @@ struct ConvertReport {
 
 inline std::vector<float> to_f32(const SourceTensor& t) {
   const int64_t n = checked_numel(t.shape);
-  std::vector<float> out(static_cast<size_t>(n));
-  const uint8_t* raw = t.data.data();
-  switch (t.dtype) {
-    case DType::f32:
-      for (int64_t i = 0; i < n; ++i) out[i] = load_le<float>(raw + 4 * i);
-      break;
-    case DType::f16:
-      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_le<uint16_t>(raw + 2 * i));
-      break;
-    case DType::bf16:
-      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_le<uint16_t>(raw + 2 * i));
-      break;
-    case DType::i8: {
-      const int64_t rows = t.shape.empty() ? 1 : t.shape[0];
-      const int64_t cols = rows ? n / rows : 0;
-      if (static_cast<int64_t>(t.row_scales.size()) != rows) throw Error("tensor '" + t.name + "': int8 without row scales");
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int8_t>(raw[i])) * t.row_scales[i / cols];
-      break;
-    }
-    case DType::u8: throw Error("tensor '" + t.name + "': u8 is not a weight dtype");
-  }
-  return out;
+  const int64_t rows = t.shape.empty() ? 1 : t.shape[0];
+  if (t.dtype == DType::i8 && static_cast<int64_t>(t.row_scales.size()) != rows)
+    throw Error("tensor '" + t.name + "': int8 without one scale per row");
+  return dequantize_elements(t.dtype, t.data.data(), n, t.row_scales.data(), rows ? n / rows : 1);
 }
 
 // Symmetric per-row int8: scale = max|row| / 127, q = round(x / scale).
