@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tinybert needs to build and test (run as root on Debian 12).
 set -euo pipefail
-packages=(cmake g++ ninja-build pkg-config libeigen3-dev libutf8proc-dev nlohmann-json3-dev catch2)
+packages=(cmake g++ ninja-build pkg-config libeigen3-dev libutf8proc-dev nlohmann-json3-dev catch2 libdnnl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "tinybert/backend/host_matrix.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/model.hpp"
 

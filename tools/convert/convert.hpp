@@ -18,6 +18,7 @@
 #include "source_model.hpp"
 #include "tinybert/format.hpp"
 #include "tinybert/model.hpp"
+#include "tinybert/quantize.hpp"
 #include "tinybert/tokenizer.hpp"
 
 namespace tinybert::convert {
@@ -48,22 +49,12 @@ inline std::vector<float> to_f32(const SourceTensor& t) {
   return dequantize_elements(t.dtype, t.data.data(), n, t.row_scales.data(), rows ? n / rows : 1);
 }
 
-// Symmetric per-row int8: scale = max|row| / 127, q = round(x / scale).
 inline void quantize_rows(const std::vector<float>& values, int64_t rows, SourceTensor& out) {
   const int64_t cols = rows ? static_cast<int64_t>(values.size()) / rows : 0;
   out.dtype = DType::i8;
   out.data.resize(values.size());
   out.row_scales.assign(static_cast<size_t>(rows), 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    float max_abs = 0;
-    for (int64_t c = 0; c < cols; ++c) max_abs = std::max(max_abs, std::fabs(values[r * cols + c]));
-    const float scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
-    out.row_scales[r] = scale;
-    for (int64_t c = 0; c < cols; ++c) {
-      const float q = std::nearbyint(values[r * cols + c] / scale);
-      out.data[r * cols + c] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f)));
-    }
-  }
+  quantize_rows_symmetric(values.data(), rows, cols, reinterpret_cast<int8_t*>(out.data.data()), out.row_scales.data());
 }
 
 inline SourceTensor from_f32(std::string name, Shape shape, const std::vector<float>& values, DType dtype) {

@@ -7,35 +7,12 @@
 #include <span>
 #include <vector>
 
+#include "tinybert/backend/host_matrix.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/model.hpp"
 #include "tinybert/weights_f32.hpp"
 
 namespace tinybert {
-
-enum class Activation { none, gelu, tanh, sigmoid };
-
-// A row-major float matrix whose storage only grows, so a Workspace sized once does no
-// allocation on the hot path.
-class HostMatrix {
- public:
-  void resize(int64_t rows, int64_t cols) {
-    rows_ = rows;
-    cols_ = cols;
-    if (static_cast<size_t>(rows * cols) > storage_.size()) storage_.resize(static_cast<size_t>(rows * cols));
-  }
-  int64_t rows() const { return rows_; }
-  int64_t cols() const { return cols_; }
-  float* data() { return storage_.data(); }
-  const float* data() const { return storage_.data(); }
-  float* row(int64_t r) { return data() + r * cols_; }
-  const float* row(int64_t r) const { return data() + r * cols_; }
-  std::vector<float> to_vector() const { return {data(), data() + rows_ * cols_}; }
-
- private:
-  std::vector<float> storage_;
-  int64_t rows_ = 0, cols_ = 0;
-};
 
 class CpuRefBackend {
  public:
@@ -159,23 +136,11 @@ class CpuRefBackend {
     }
   }
 
-  // out[s] = pooled hidden state of sequence s ([CLS] row or the mean over its tokens)
   void pool(const Matrix& hidden, const Batch& batch, Pooling pooling, Matrix& out) const {
-    out.resize(batch.num_sequences(), hidden.cols());
-    for (int64_t s = 0; s < batch.num_sequences(); ++s) {
-      MatrixMap row(out.row(s), 1, hidden.cols());
-      if (pooling == Pooling::cls) {
-        row = ConstMatrixMap(hidden.row(batch.seq_begin(s)), 1, hidden.cols());
-      } else {
-        row = ConstMatrixMap(hidden.row(batch.seq_begin(s)), batch.seq_len(s), hidden.cols()).colwise().mean();
-      }
-    }
+    pool_rows(hidden, batch, pooling, out);
   }
-
   void gather_rows(const Matrix& in, std::span<const int64_t> rows, Matrix& out) const {
-    out.resize(static_cast<int64_t>(rows.size()), in.cols());
-    for (size_t i = 0; i < rows.size(); ++i)
-      std::copy(in.row(rows[i]), in.row(rows[i]) + in.cols(), out.row(static_cast<int64_t>(i)));
+    tinybert::gather_rows(in, rows, out);
   }
 
   std::vector<float> to_host(const Matrix& m) const { return m.to_vector(); }

@@ -1,0 +1,392 @@
+// The fast CPU backend: GEMMs through oneDNN (fp32, bf16 or int8, AMX/AVX-512 picked by oneDNN at
+// run time) with weights packed once at load; our own multi-threaded LayerNorm, embedding gather
+// and blocked attention over packed variable-length batches. Threads: OpenMP, the pool oneDNN
+// itself uses, so nothing is oversubscribed. Link tinybert::onednn.
+#pragma once
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tinybert/backend/host_matrix.hpp"
+#include "tinybert/batch.hpp"
+#include "tinybert/model.hpp"
+#include "tinybert/quantize.hpp"
+#include "tinybert/weights_f32.hpp"
+
+namespace tinybert {
+
+enum class Precision { f32, bf16, int8 };
+
+inline const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::f32: return "f32";
+    case Precision::bf16: return "bf16";
+    case Precision::int8: return "int8";
+  }
+  return "?";
+}
+
+inline Precision parse_precision(const std::string& name) {
+  for (Precision p : {Precision::f32, Precision::bf16, Precision::int8})
+    if (name == precision_name(p)) return p;
+  throw Error("unknown precision '" + name + "' (expected f32, bf16 or int8)");
+}
+
+namespace onednn_detail {
+
+// erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26) that the compiler vectorises; used only
+// in the int8 epilogue, where quantisation error is orders of magnitude larger.
+inline float fast_erf(float x) {
+  const float sign = x < 0 ? -1.0f : 1.0f;
+  const float a = std::fabs(x);
+  const float t = 1.0f / (1.0f + 0.3275911f * a);
+  const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  return sign * (1.0f - poly * std::exp(-a * a));
+}
+
+inline void apply_activation(Activation act, float* x, int64_t n) {
+  switch (act) {
+    case Activation::none: return;
+    case Activation::gelu:
+      for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + fast_erf(x[i] * 0.70710678118654752f));
+      return;
+    case Activation::tanh:
+      for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
+      return;
+    case Activation::sigmoid:
+      for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
+      return;
+  }
+}
+
+inline dnnl::algorithm eltwise_of(Activation act) {
+  switch (act) {
+    case Activation::gelu: return dnnl::algorithm::eltwise_gelu_erf;
+    case Activation::tanh: return dnnl::algorithm::eltwise_tanh;
+    case Activation::sigmoid: return dnnl::algorithm::eltwise_logistic;
+    case Activation::none: break;
+  }
+  return dnnl::algorithm::undef;
+}
+
+// Adds row `index` of an embedding table in its stored dtype to out (no f32 copy of the table).
+inline void add_table_row(const Weight& table, int64_t index, float* out) {
+  const int64_t width = table.cols();
+  const auto* raw = static_cast<const uint8_t*>(table.values.data);
+  switch (table.values.dtype) {
+    case DType::f32: {
+      const float* row = reinterpret_cast<const float*>(raw) + index * width;
+      for (int64_t c = 0; c < width; ++c) out[c] += row[c];
+      return;
+    }
+    case DType::f16:
+      for (int64_t c = 0; c < width; ++c) out[c] += f16_to_f32(load_le<uint16_t>(raw + 2 * (index * width + c)));
+      return;
+    case DType::bf16:
+      for (int64_t c = 0; c < width; ++c) out[c] += bf16_to_f32(load_le<uint16_t>(raw + 2 * (index * width + c)));
+      return;
+    case DType::i8: {
+      const auto* row = reinterpret_cast<const int8_t*>(raw) + index * width;
+      const float scale = table.row_scales[index];
+      for (int64_t c = 0; c < width; ++c) out[c] += static_cast<float>(row[c]) * scale;
+      return;
+    }
+    case DType::u8: throw Error("u8 embedding table");
+  }
+}
+
+// Row-wise LayerNorm in place, over all rows in parallel.
+inline void layernorm_rows(float* x, int64_t rows, int64_t cols, const float* gamma, const float* beta, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* v = x + r * cols;
+    float sum = 0;
+    for (int64_t c = 0; c < cols; ++c) sum += v[c];
+    const float mean = sum / static_cast<float>(cols);
+    float sq = 0;
+    for (int64_t c = 0; c < cols; ++c) sq += (v[c] - mean) * (v[c] - mean);
+    const float inv_std = 1.0f / std::sqrt(sq / static_cast<float>(cols) + eps);
+    for (int64_t c = 0; c < cols; ++c) v[c] = (v[c] - mean) * inv_std * gamma[c] + beta[c];
+  }
+}
+
+}  // namespace onednn_detail
+
+class OneDnnBackend {
+ public:
+  using Matrix = HostMatrix;
+
+  // query_block: attention processes this many query rows at a time (memory ~ block x length).
+  explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 64)
+      : precision_(precision),
+        query_block_(std::max<int64_t>(query_block, 1)),
+        engine_(std::make_shared<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {}
+
+  Precision precision() const { return precision_; }
+
+  // A Linear layer packed for oneDNN. Primitives are created per number of rows M on first use
+  // and kept (a server sees a handful of distinct batch shapes).
+  struct Linear {
+    Precision precision = Precision::f32;
+    int64_t in = 0, out = 0;
+    dnnl::memory weights;            // packed [in, out] in oneDNN's preferred layout
+    dnnl::memory::desc weights_desc;
+    std::vector<float> bias;         // [out]
+    std::vector<float> weight_scales;  // int8: per output channel
+    struct Key {
+      int64_t rows;
+      Activation act;
+      bool operator<(const Key& o) const { return rows != o.rows ? rows < o.rows : act < o.act; }
+    };
+    mutable std::map<Key, dnnl::matmul> primitives;
+    mutable std::unique_ptr<std::mutex> mutex = std::make_unique<std::mutex>();
+  };
+  struct Norm {
+    std::vector<float> gamma, beta;
+    float eps = 1e-12f;
+  };
+  struct Embeddings {
+    Weight word, position, token_type;
+    std::optional<Weight> task_type;
+    Norm norm;
+  };
+
+  // ---- weight preparation (once, at load) ----
+  Linear prepare(const LinearWeights& w) const {
+    using dt = dnnl::memory::data_type;
+    Linear l;
+    l.in = w.weight.cols();
+    l.out = w.weight.rows();
+    l.bias = dequantize(w.bias);
+    // Tiny projections (UIE start/end, classifiers) stay fp32: no speed to gain, only accuracy to lose.
+    l.precision = l.out < 16 ? Precision::f32 : precision_;
+    const dt weight_type = l.precision == Precision::f32 ? dt::f32 : l.precision == Precision::bf16 ? dt::bf16 : dt::s8;
+    const dnnl::memory::dims weight_dims = {l.in, l.out};
+    l.weights_desc = make_primitive_desc(l, 128, Activation::none, dnnl::memory::desc(weight_dims, weight_type, dnnl::memory::format_tag::any))
+                         .weights_desc();
+
+    // The stored [out, in] row-major matrix is oneDNN's [in, out] in "ba" order.
+    std::vector<float> f32;
+    std::vector<int8_t> s8;
+    dnnl::memory plain;
+    if (l.precision == Precision::int8) {
+      if (w.weight.values.dtype == DType::i8) {  // already int8 (e.g. the bge ONNX): use as stored
+        s8.assign(w.weight.values.as<int8_t>(), w.weight.values.as<int8_t>() + w.weight.values.numel());
+        l.weight_scales.assign(w.weight.row_scales, w.weight.row_scales + l.out);
+      } else {
+        f32 = dequantize(w.weight);
+        s8.resize(f32.size());
+        l.weight_scales.resize(static_cast<size_t>(l.out));
+        quantize_rows_symmetric(f32.data(), l.out, l.in, s8.data(), l.weight_scales.data());
+      }
+      plain = dnnl::memory({weight_dims, dt::s8, dnnl::memory::format_tag::ba}, *engine_, s8.data());
+    } else {
+      f32 = dequantize(w.weight);
+      plain = dnnl::memory({weight_dims, dt::f32, dnnl::memory::format_tag::ba}, *engine_, f32.data());
+    }
+    l.weights = dnnl::memory(l.weights_desc, *engine_);
+    dnnl::stream stream(*engine_);
+    dnnl::reorder(plain, l.weights).execute(stream, plain, l.weights);
+    stream.wait();
+    return l;
+  }
+  Norm prepare(const NormWeights& w, float eps) const { return {dequantize(w.gamma), dequantize(w.beta), eps}; }
+  Embeddings prepare(const EmbeddingWeights& w, float eps) const {
+    return {w.word, w.position, w.token_type, w.task_type, prepare(w.norm, eps)};
+  }
+
+  // ---- ops ----
+  void embed(const Embeddings& e, const Batch& batch, Matrix& out) const {
+    const int64_t hidden = e.word.cols();
+    out.resize(batch.num_tokens(), hidden);
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < batch.num_sequences(); ++s) {
+      for (int64_t pos = 0; pos < batch.seq_len(s); ++pos) {
+        const int64_t t = batch.seq_begin(s) + pos;
+        float* row = out.row(t);
+        std::fill(row, row + hidden, 0.0f);
+        onednn_detail::add_table_row(e.word, batch.input_ids[t], row);
+        onednn_detail::add_table_row(e.position, pos, row);
+        onednn_detail::add_table_row(e.token_type, batch.token_type_ids[t], row);
+        if (e.task_type) onednn_detail::add_table_row(*e.task_type, batch.task_type_ids[t], row);
+      }
+    }
+    layernorm(e.norm, out);
+  }
+
+  // out = activation(in @ W^T + b)
+  void linear(const Linear& l, const Matrix& in, Matrix& out, Activation act = Activation::none) const {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const int64_t rows = in.rows();
+    out.resize(rows, l.out);
+    if (rows == 0) return;
+    const bool int8 = l.precision == Precision::int8;
+    // int8 applies the per-token scale, bias and activation itself after the GEMM
+    const dnnl::matmul& prim = primitive(l, rows, int8 ? Activation::none : act);
+    // Scratch of the calling thread; the OpenMP loops below must use raw pointers into it, since
+    // inside a parallel region a thread_local name would mean each worker's own copy.
+    thread_local std::vector<uint16_t> bf16_src;
+    thread_local std::vector<int8_t> s8_src;
+    thread_local std::vector<float> token_scales;
+    dnnl::memory src;
+    if (l.precision == Precision::f32) {
+      src = dnnl::memory({{rows, l.in}, dt::f32, tag::ab}, *engine_, const_cast<float*>(in.data()));
+    } else if (l.precision == Precision::bf16) {
+      bf16_src.resize(static_cast<size_t>(rows * l.in));
+      const float* x = in.data();
+      uint16_t* converted = bf16_src.data();
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < rows * l.in; ++i) converted[i] = f32_to_bf16(x[i]);
+      src = dnnl::memory({{rows, l.in}, dt::bf16, tag::ab}, *engine_, bf16_src.data());
+    } else {
+      s8_src.resize(static_cast<size_t>(rows * l.in));
+      token_scales.resize(static_cast<size_t>(rows));
+      quantize_tokens(in.data(), rows, l.in, s8_src.data(), token_scales.data());
+      src = dnnl::memory({{rows, l.in}, dt::s8, tag::ab}, *engine_, s8_src.data());
+    }
+    dnnl::memory dst({{rows, l.out}, dt::f32, tag::ab}, *engine_, out.data());
+    std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, l.weights}, {DNNL_ARG_DST, dst}};
+    if (!int8)
+      args[DNNL_ARG_BIAS] = dnnl::memory({{1, l.out}, dt::f32, tag::ab}, *engine_, const_cast<float*>(l.bias.data()));
+    dnnl::stream stream(*engine_);
+    prim.execute(stream, args);
+    stream.wait();
+    if (int8) {
+      float* y = out.data();
+      const float* bias = l.bias.data();
+      const int64_t cols = l.out;
+      const float* row_scales = token_scales.data();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        float* row = y + r * cols;
+        const float scale = row_scales[r];
+        for (int64_t c = 0; c < cols; ++c) row[c] = row[c] * scale + bias[c];
+        onednn_detail::apply_activation(act, row, cols);
+      }
+    }
+  }
+
+  // x = LayerNorm(x + residual)
+  void add_layernorm(const Norm& n, const Matrix& residual, Matrix& x) const {
+    const int64_t count = x.rows() * x.cols();
+    float* v = x.data();
+    const float* r = residual.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i) v[i] += r[i];
+    layernorm(n, x);
+  }
+
+  void layernorm(const Norm& n, Matrix& x) const {
+    onednn_detail::layernorm_rows(x.data(), x.rows(), x.cols(), n.gamma.data(), n.beta.data(), n.eps);
+  }
+
+  // Multi-head attention per (sequence, head), in blocks of query rows so that no len x len
+  // matrix is materialised for long sequences. probs (attribution) as in CpuRefBackend.
+  void attention(const Matrix& qkv, const Batch& batch, int64_t num_heads, Matrix& context,
+                 std::vector<float>* probs = nullptr) const {
+    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using ConstStrided = Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>>;
+    using Strided = Eigen::Map<RowMajor, 0, Eigen::OuterStride<>>;
+    const int64_t hidden = qkv.cols() / 3, head_dim = hidden / num_heads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    context.resize(qkv.rows(), hidden);
+    std::vector<int64_t> prob_offsets;
+    if (probs) {
+      int64_t total = 0;
+      for (int64_t s = 0; s < batch.num_sequences(); ++s) {
+        prob_offsets.push_back(total);
+        total += num_heads * batch.seq_len(s) * batch.seq_len(s);
+      }
+      probs->assign(static_cast<size_t>(total), 0.0f);
+    }
+    const int64_t tasks = batch.num_sequences() * num_heads;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t s = task / num_heads, h = task % num_heads;
+      const int64_t begin = batch.seq_begin(s), len = batch.seq_len(s);
+      const Eigen::OuterStride<> stride(qkv.cols());
+      ConstStrided k(qkv.row(begin) + hidden + h * head_dim, len, head_dim, stride);
+      ConstStrided v(qkv.row(begin) + 2 * hidden + h * head_dim, len, head_dim, stride);
+      thread_local RowMajor scores;
+      for (int64_t q0 = 0; q0 < len; q0 += query_block_) {
+        const int64_t rows = std::min(query_block_, len - q0);
+        ConstStrided q(qkv.row(begin + q0) + h * head_dim, rows, head_dim, stride);
+        scores.noalias() = (q * k.transpose()) * scale;
+        for (int64_t i = 0; i < rows; ++i) {
+          auto row = scores.row(i);
+          row = (row.array() - row.maxCoeff()).exp();
+          row /= row.sum();
+        }
+        Strided out(context.row(begin + q0) + h * head_dim, rows, head_dim, Eigen::OuterStride<>(hidden));
+        out.noalias() = scores * v;
+        if (probs)
+          for (int64_t i = 0; i < rows; ++i)
+            std::copy(scores.row(i).data(), scores.row(i).data() + len,
+                      probs->data() + prob_offsets[s] + (h * len + q0 + i) * len);
+      }
+    }
+  }
+
+  void pool(const Matrix& hidden, const Batch& batch, Pooling pooling, Matrix& out) const {
+    pool_rows(hidden, batch, pooling, out);
+  }
+  void gather_rows(const Matrix& in, std::span<const int64_t> rows, Matrix& out) const {
+    tinybert::gather_rows(in, rows, out);
+  }
+  std::vector<float> to_host(const Matrix& m) const { return m.to_vector(); }
+
+ private:
+  dnnl::matmul::primitive_desc make_primitive_desc(const Linear& l, int64_t rows, Activation act,
+                                                   const dnnl::memory::desc& weights_desc) const {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const dt src_type = l.precision == Precision::f32 ? dt::f32 : l.precision == Precision::bf16 ? dt::bf16 : dt::s8;
+    dnnl::primitive_attr attr;
+    if (act != Activation::none) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, onednn_detail::eltwise_of(act), 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+    }
+    if (l.precision == Precision::int8) {
+      attr.set_output_scales(1 << 1, l.weight_scales.empty() ? std::vector<float>(static_cast<size_t>(l.out), 1.0f)
+                                                             : l.weight_scales);
+      const dnnl::matmul::desc d({{rows, l.in}, src_type, tag::ab}, weights_desc, {{rows, l.out}, dt::f32, tag::ab});
+      return dnnl::matmul::primitive_desc(d, attr, *engine_);
+    }
+    const dnnl::matmul::desc d({{rows, l.in}, src_type, tag::ab}, weights_desc, {{1, l.out}, dt::f32, tag::ab},
+                               {{rows, l.out}, dt::f32, tag::ab});
+    return dnnl::matmul::primitive_desc(d, attr, *engine_);
+  }
+
+  const dnnl::matmul& primitive(const Linear& l, int64_t rows, Activation act) const {
+    std::lock_guard<std::mutex> lock(*l.mutex);
+    auto it = l.primitives.find({rows, act});
+    if (it == l.primitives.end())
+      it = l.primitives.emplace(Linear::Key{rows, act}, dnnl::matmul(make_primitive_desc(l, rows, act, l.weights_desc))).first;
+    return it->second;
+  }
+
+  // Symmetric per-token int8 (one scale per row).
+  static void quantize_tokens(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) quantize_rows_symmetric(x + r * cols, 1, cols, q + r * cols, scales + r);
+  }
+
+  Precision precision_;
+  int64_t query_block_;
+  std::shared_ptr<dnnl::engine> engine_;
+};
+
+}  // namespace tinybert
