@@ -12,6 +12,10 @@ struct Command {
 };
 
 // Add a task command here and its file to apps/CMakeLists.txt.
-inline std::vector<Command> task_commands() { return {}; }
+int cmd_fill_mask(const std::vector<std::string>& args);
+int cmd_extract(const std::vector<std::string>& args);
+int cmd_classify(const std::vector<std::string>& args);
+
+inline std::vector<Command> task_commands() { return {{"fill-mask", cmd_fill_mask}, {"extract", cmd_extract}, {"classify", cmd_classify}}; }
 
 }  // namespace tinybert::cli

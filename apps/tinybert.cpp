@@ -22,7 +22,7 @@ Texts come from the arguments, or one per line from stdin when none are given.
              [--strip-accents|--no-strip-accents] [--no-chinese-chars]
              [--pair TEXT_B] [--max-length N] [--truncation longest_first|only_first|only_second]
   embed      --model M.tbw [--pooling cls|mean] [--normalize|--no-normalize]
-  fill-mask  --model M.tbw [--top-k K]
+  fill-mask  --model M.tbw [--top-k K] [--joint] [--attribution N] [--max-masks N]
   inspect    M.tbw
 )";
 
@@ -93,36 +93,6 @@ int cmd_embed(const std::vector<std::string>& raw) {
   return 0;
 }
 
-int cmd_fill_mask(const std::vector<std::string>& raw) {
-  const Args args = parse_args(raw, {"--model", "--top-k"}, {});
-  if (!args.has("--model")) throw Error("fill-mask needs --model M.tbw");
-  const int64_t top_k = parse_int(args.value("--top-k", "5"), "--top-k", 1, 1000);
-  const tinybert::Model model(args.value("--model"));
-  if (model.config().architecture != tinybert::Architecture::masked_lm)
-    throw Error(args.value("--model") + " is a " + tinybert::architecture_name(model.config().architecture) +
-                " model; fill-mask needs a masked_lm model");
-  const auto texts = input_texts(args);
-  tinybert::CpuRefBackend backend;
-  const tinybert::Encoder encoder(model, backend);
-  tinybert::Heads heads(model, backend);
-  tinybert::Workspace<tinybert::CpuRefBackend> ws;
-  const auto results = tinybert::fill_mask(model, encoder, heads, ws, texts, top_k);
-  json out = json::array();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    json masks = json::array();
-    for (const auto& m : results[i]) {
-      json candidates = json::array();
-      for (const auto& c : m.candidates)
-        candidates.push_back({{"token", c.token}, {"id", c.id}, {"probability", c.probability}});
-      masks.push_back({{"token_index", m.token_index}, {"start", m.chars.start}, {"end", m.chars.end},
-                       {"candidates", candidates}});
-    }
-    out.push_back({{"text", texts[i]}, {"masks", masks}});
-  }
-  std::cout << out.dump() << "\n";
-  return 0;
-}
-
 int cmd_inspect(const std::vector<std::string>& raw) {
   const Args args = parse_args(raw, {}, {});
   if (args.positional.size() != 1) throw Error("inspect takes one .tbw file");
@@ -143,7 +113,6 @@ int main(int argc, char** argv) {
   try {
     if (command == "tokenize") return cmd_tokenize(rest);
     if (command == "embed") return cmd_embed(rest);
-    if (command == "fill-mask") return cmd_fill_mask(rest);
     if (command == "inspect") return cmd_inspect(rest);
     for (const auto& c : tinybert::cli::task_commands())
       if (command == c.name) return c.run(rest);

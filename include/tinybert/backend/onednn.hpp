@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -45,28 +46,17 @@ inline Precision parse_precision(const std::string& name) {
 
 namespace onednn_detail {
 
-// erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26) that the compiler vectorises; used only
-// in the int8 epilogue, where quantisation error is orders of magnitude larger.
-inline float fast_erf(float x) {
-  const float sign = x < 0 ? -1.0f : 1.0f;
-  const float a = std::fabs(x);
-  const float t = 1.0f / (1.0f + 0.3275911f * a);
-  const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-  return sign * (1.0f - poly * std::exp(-a * a));
-}
+using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
 
+// The int8 epilogue's activations on one row, vectorised by Eigen (erf, tanh and exp have
+// AVX-512 packet versions; scalar libm calls here cost as much as the GEMM).
 inline void apply_activation(Activation act, float* x, int64_t n) {
+  ArrayMap v(x, n);
   switch (act) {
     case Activation::none: return;
-    case Activation::gelu:
-      for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + fast_erf(x[i] * 0.70710678118654752f));
-      return;
-    case Activation::tanh:
-      for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
-      return;
-    case Activation::sigmoid:
-      for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
-      return;
+    case Activation::gelu: v = 0.5f * v * (1.0f + (v * 0.70710678118654752f).erf()); return;
+    case Activation::tanh: v = v.tanh(); return;
+    case Activation::sigmoid: v = 1.0f / (1.0f + (-v).exp()); return;
   }
 }
 
@@ -106,19 +96,27 @@ inline void add_table_row(const Weight& table, int64_t index, float* out) {
   }
 }
 
-// Row-wise LayerNorm in place, over all rows in parallel.
+// Row-wise LayerNorm in place, over all rows in parallel (Eigen reductions vectorise; plain
+// float loops would not without -ffast-math).
 inline void layernorm_rows(float* x, int64_t rows, int64_t cols, const float* gamma, const float* beta, float eps) {
+  const Eigen::Map<const Eigen::ArrayXf> g(gamma, cols), b(beta, cols);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
-    float* v = x + r * cols;
-    float sum = 0;
-    for (int64_t c = 0; c < cols; ++c) sum += v[c];
-    const float mean = sum / static_cast<float>(cols);
-    float sq = 0;
-    for (int64_t c = 0; c < cols; ++c) sq += (v[c] - mean) * (v[c] - mean);
-    const float inv_std = 1.0f / std::sqrt(sq / static_cast<float>(cols) + eps);
-    for (int64_t c = 0; c < cols; ++c) v[c] = (v[c] - mean) * inv_std * gamma[c] + beta[c];
+    ArrayMap v(x + r * cols, cols);
+    const float mean = v.mean();
+    v -= mean;
+    const float inv_std = 1.0f / std::sqrt(v.square().mean() + eps);
+    v = v * inv_std * g + b;
   }
+}
+
+// Symmetric per-token int8, vectorised: q = rint(x * 127 / max|x|).
+inline void quantize_row(const float* x, int64_t cols, int8_t* q, float* scale) {
+  const Eigen::Map<const Eigen::ArrayXf> v(x, cols);
+  const float max_abs = v.abs().maxCoeff();
+  *scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+  Eigen::Map<Eigen::Array<int8_t, Eigen::Dynamic, 1>>(q, cols) =
+      (v * (1.0f / *scale)).rint().max(-127.0f).min(127.0f).cast<int32_t>().cast<int8_t>();
 }
 
 }  // namespace onednn_detail
@@ -268,23 +266,24 @@ class OneDnnBackend {
       const float* bias = l.bias.data();
       const int64_t cols = l.out;
       const float* row_scales = token_scales.data();
+      const Eigen::Map<const Eigen::ArrayXf> bias_row(bias, cols);
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
-        float* row = y + r * cols;
-        const float scale = row_scales[r];
-        for (int64_t c = 0; c < cols; ++c) row[c] = row[c] * scale + bias[c];
-        onednn_detail::apply_activation(act, row, cols);
+        onednn_detail::ArrayMap row(y + r * cols, cols);
+        row = row * row_scales[r] + bias_row;
+        onednn_detail::apply_activation(act, row.data(), cols);
       }
     }
   }
 
   // x = LayerNorm(x + residual)
   void add_layernorm(const Norm& n, const Matrix& residual, Matrix& x) const {
-    const int64_t count = x.rows() * x.cols();
-    float* v = x.data();
-    const float* r = residual.data();
+    const int64_t cols = x.cols();
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < count; ++i) v[i] += r[i];
+    for (int64_t r = 0; r < x.rows(); ++r) {
+      onednn_detail::ArrayMap row(x.row(r), cols);
+      row += Eigen::Map<const Eigen::ArrayXf>(residual.row(r), cols);
+    }
     layernorm(n, x);
   }
 
@@ -381,7 +380,7 @@ class OneDnnBackend {
   // Symmetric per-token int8 (one scale per row).
   static void quantize_tokens(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales) {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) quantize_rows_symmetric(x + r * cols, 1, cols, q + r * cols, scales + r);
+    for (int64_t r = 0; r < rows; ++r) onednn_detail::quantize_row(x + r * cols, cols, q + r * cols, scales + r);
   }
 
   Precision precision_;

@@ -1,0 +1,178 @@
+// CPU latency/throughput of the oneDNN backend: batch 1 at seq 16..512 and a packed batch of 32
+// sequences of 16..128 tokens, for one model and one precision per process (so peak RSS is
+// that variant's). Prints one JSON object per line; bench/run_cpu_bench.sh runs it next to
+// PyTorch and ONNX Runtime and writes the table.
+//   bench_cpu --model M.tbw --precision f32|bf16|int8 [--threads 2] [--passes 3] [--runs 20]
+//   bench_cpu --make-bert-base OUT.tbw      (random weights, bert-base-chinese shape)
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "tinybert/backend/onednn.hpp"
+#include "tinybert/tinybert.hpp"
+
+using namespace tinybert;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// bert-base-chinese shape (12 layers, hidden 768, 12 heads, ffn 3072, vocab 21128), N(0, 0.02).
+void make_bert_base(const std::string& path) {
+  const int64_t hidden = 768, ffn = 3072, vocab = 21128, layers = 12, positions = 512;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  WeightFileWriter writer;
+  const auto random = [&](const std::string& name, Shape shape) {
+    std::vector<float> v(static_cast<size_t>(checked_numel(shape)));
+    for (auto& x : v) x = normal(rng);
+    writer.add_f32(name, shape, v);
+  };
+  const auto norm = [&](const std::string& prefix) {
+    writer.add_f32(prefix + ".weight", {hidden}, std::vector<float>(hidden, 1.0f));
+    writer.add_f32(prefix + ".bias", {hidden}, std::vector<float>(hidden, 0.0f));
+  };
+  random("embeddings.word_embeddings", {vocab, hidden});
+  random("embeddings.position_embeddings", {positions, hidden});
+  random("embeddings.token_type_embeddings", {2, hidden});
+  norm("embeddings.norm");
+  for (int64_t i = 0; i < layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    random(p + "attention.qkv.weight", {3 * hidden, hidden});
+    random(p + "attention.qkv.bias", {3 * hidden});
+    random(p + "attention.output.weight", {hidden, hidden});
+    random(p + "attention.output.bias", {hidden});
+    norm(p + "attention.norm");
+    random(p + "ffn.intermediate.weight", {ffn, hidden});
+    random(p + "ffn.intermediate.bias", {ffn});
+    random(p + "ffn.output.weight", {hidden, ffn});
+    random(p + "ffn.output.bias", {hidden});
+    norm(p + "ffn.norm");
+  }
+  std::string vocab_text;
+  for (int64_t i = 0; i < vocab; ++i) {
+    const char* special = i == 0 ? "[PAD]" : i == 100 ? "[UNK]" : i == 101 ? "[CLS]" : i == 102 ? "[SEP]" : i == 103 ? "[MASK]" : nullptr;
+    if (special) {
+      vocab_text += special;
+    } else {
+      vocab_text += 't';
+      vocab_text += std::to_string(i);
+    }
+    vocab_text += '\n';
+  }
+  writer.add("tokenizer.vocab", DType::u8, {static_cast<int64_t>(vocab_text.size())},
+             std::vector<uint8_t>(vocab_text.begin(), vocab_text.end()));
+  ModelConfig config;
+  config.name = "bert-base-random";
+  config.vocab_size = vocab;
+  config.hidden_size = hidden;
+  config.num_layers = layers;
+  config.num_heads = 12;
+  config.intermediate_size = ffn;
+  config.max_position_embeddings = positions;
+  writer.set_config(config.to_json());
+  writer.set_tokenizer({{"do_lower_case", true}});
+  writer.set_metadata({{"source_format", "random (bench_cpu --make-bert-base)"}});
+  writer.write(path);
+}
+
+void add_sequence(Batch& batch, int64_t length, std::mt19937& rng) {
+  std::vector<int32_t> ids(static_cast<size_t>(length));
+  for (auto& id : ids) id = 1000 + static_cast<int32_t>(rng() % 19000);
+  ids.front() = 101;
+  ids.back() = 102;
+  batch.add(ids);
+}
+
+// Linear layers + attention of one forward pass over this batch.
+double forward_flops(const ModelConfig& c, const Batch& batch) {
+  const double h = static_cast<double>(c.hidden_size), f = static_cast<double>(c.intermediate_size);
+  double flops = 2.0 * static_cast<double>(batch.num_tokens()) * (4 * h * h + 2 * h * f);
+  for (int64_t s = 0; s < batch.num_sequences(); ++s) flops += 4.0 * double(batch.seq_len(s)) * double(batch.seq_len(s)) * h;
+  return flops * static_cast<double>(c.num_layers);
+}
+
+// Median of `runs` timed forwards, best of `passes` passes.
+double time_forward(const Encoder<OneDnnBackend>& encoder, const Batch& batch, Workspace<OneDnnBackend>& ws,
+                    int passes, int runs) {
+  encoder.forward(batch, ws);
+  double best = 1e30;
+  for (int p = 0; p < passes; ++p) {
+    std::vector<double> times;
+    for (int r = 0; r < runs; ++r) {
+      const auto t0 = Clock::now();
+      encoder.forward(batch, ws);
+      times.push_back(ms_since(t0));
+    }
+    std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+    best = std::min(best, times[times.size() / 2]);
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (args.size() == 2 && args[0] == "--make-bert-base") {
+      make_bert_base(args[1]);
+      return 0;
+    }
+    std::string model_path, precision_name_arg = "f32";
+    int threads = 2, passes = 3, runs = 20;
+    for (size_t i = 0; i + 1 < args.size(); i += 2) {
+      if (args[i] == "--model") model_path = args[i + 1];
+      else if (args[i] == "--precision") precision_name_arg = args[i + 1];
+      else if (args[i] == "--threads") threads = std::stoi(args[i + 1]);
+      else if (args[i] == "--passes") passes = std::stoi(args[i + 1]);
+      else if (args[i] == "--runs") runs = std::stoi(args[i + 1]);
+      else throw Error("unknown option " + args[i]);
+    }
+    if (model_path.empty()) throw Error("usage: bench_cpu --model M.tbw --precision f32|bf16|int8");
+    omp_set_num_threads(threads);
+    const Precision precision = parse_precision(precision_name_arg);
+
+    const auto t_load = Clock::now();
+    const Model model(model_path);
+    OneDnnBackend backend(precision);
+    const Encoder encoder(model, backend);
+    Workspace<OneDnnBackend> ws;
+    std::mt19937 rng(7);
+    Batch first;
+    add_sequence(first, 16, rng);
+    encoder.forward(first, ws);
+    const double load_ms = ms_since(t_load);
+    const std::string name = model.config().name;
+    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"load_and_first_ms\":%.1f}\n",
+                name.c_str(), precision_name(precision), threads, load_ms);
+
+    for (int64_t length : {16, 32, 64, 128, 256, 512}) {
+      Batch batch;
+      add_sequence(batch, length, rng);
+      const double ms = time_forward(encoder, batch, ws, passes, length >= 256 ? std::max(3, runs / 4) : runs);
+      std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b1 s%lld\",\"ms\":%.3f,\"gflops\":%.1f}\n",
+                  name.c_str(), precision_name(precision), static_cast<long long>(length), ms,
+                  forward_flops(model.config(), batch) / ms / 1e6);
+      std::fflush(stdout);
+    }
+    Batch packed;  // 32 sequences, lengths spread over 16..128, no padding
+    for (int i = 0; i < 32; ++i) add_sequence(packed, std::lround(16 + i * 112.0 / 31), rng);
+    const double ms = time_forward(encoder, packed, ws, passes, std::max(3, runs / 4));
+    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b32 s16..128\",\"ms\":%.3f,\"gflops\":%.1f,\"tokens\":%lld}\n",
+                name.c_str(), precision_name(precision), ms, forward_flops(model.config(), packed) / ms / 1e6,
+                static_cast<long long>(packed.num_tokens()));
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"peak_rss_mib\":%.0f,\"weight_file_mib\":%.1f}\n",
+                name.c_str(), precision_name(precision), usage.ru_maxrss / 1024.0, model.file().file_bytes() / 1048576.0);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_cpu: error: %s\n", e.what());
+    return 1;
+  }
+}

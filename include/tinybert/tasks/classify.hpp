@@ -1,0 +1,331 @@
+// Zero-shot classification: texts + candidate labels -> scored labels, with a bi-encoder
+// (embedding mode: cosine to cached label embeddings) or an NLI cross-encoder (NLI mode).
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tinybert/backend/cpu_ref.hpp"  // Activation, which encoder.hpp uses without including
+#include "tinybert/heads.hpp"
+#include "tinybert/tasks/label_cache.hpp"
+
+namespace tinybert {
+
+enum class ClassifyMode { embedding, nli };
+
+inline const char* classify_mode_name(ClassifyMode m) { return m == ClassifyMode::embedding ? "embedding" : "nli"; }
+
+// Defaults, chosen on FewCLUE TNEWS / EPRSTMT / ChnSentiCorp with bge-small-zh (bench/QUALITY.md).
+inline constexpr const char* kDefaultEmbeddingTemplate = "这是一条关于{}的新闻";
+inline constexpr const char* kDefaultNliTemplate = "这是一条关于{}的新闻。";
+inline constexpr float kDefaultTemperature = 0.05f;
+inline constexpr float kDefaultEmbeddingThreshold = 0.5f;  // cosine
+inline constexpr float kDefaultNliThreshold = 0.5f;        // entailment probability
+
+struct ClassifyOptions {
+  // Turns a label into the text that is embedded (embedding mode) or the hypothesis (NLI mode);
+  // every "{}" is replaced by the label. Default: kDefaultEmbeddingTemplate / kDefaultNliTemplate.
+  std::optional<std::string> label_template;
+  // false: scores over the labels sum to 1 and only the best label is selected.
+  // true: every label is scored on its own and selected when it passes the threshold.
+  bool multi_label = false;
+  // Embedding mode only: softmax(cosine / T) (single label) or sigmoid((cosine - threshold) / T)
+  // (multi label). NLI mode follows HuggingFace's pipeline, which has no temperature.
+  float temperature = kDefaultTemperature;
+  // Multi label: embedding mode selects cosine >= threshold (score >= 0.5); NLI mode selects
+  // entailment probability >= threshold. Default: kDefaultEmbeddingThreshold / kDefaultNliThreshold.
+  std::optional<float> threshold;
+  size_t max_labels = 128;  // a request makes texts x labels sequences in NLI mode
+};
+
+struct LabelScore {
+  std::string label;
+  float score = 0;
+  bool selected = false;
+  float cosine = 0;           // embedding mode: cosine(text, templated label)
+  std::vector<float> logits;  // NLI mode: the pair's class logits, in the model's label order
+};
+
+// One per text: its labels sorted by score, best first (ties keep the request's order).
+struct ClassifyResult {
+  std::vector<LabelScore> labels;
+};
+
+// ---------------------------------------------------------------- scoring, kept separate for tests
+
+inline std::string apply_label_template(const std::string& label_template, const std::string& label) {
+  std::string out;
+  size_t from = 0;
+  for (size_t at = label_template.find("{}"); at != std::string::npos; at = label_template.find("{}", from)) {
+    out.append(label_template, from, at - from);
+    out += label;
+    from = at + 2;
+  }
+  out.append(label_template, from, std::string::npos);
+  return out;
+}
+
+// Rejects what would make a request meaningless before any work is done.
+inline void validate_classify_request(const std::vector<std::string>& labels, const std::string& label_template,
+                                      const ClassifyOptions& options) {
+  if (labels.empty()) throw Error("classify: no candidate labels");
+  if (labels.size() > options.max_labels)
+    throw Error("classify: " + std::to_string(labels.size()) + " labels, at most " +
+                std::to_string(options.max_labels) + " allowed");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i].find_first_not_of(" \t\r\n") == std::string::npos)
+      throw Error("classify: label " + std::to_string(i) + " is empty");
+    if (!seen.insert(labels[i]).second) throw Error("classify: duplicate label '" + labels[i] + "'");
+  }
+  if (label_template.find("{}") == std::string::npos)
+    throw Error("classify: template '" + label_template + "' has no {} for the label");
+  if (!(options.temperature > 0.0f) || !std::isfinite(options.temperature))
+    throw Error("classify: temperature must be a positive number, got " + std::to_string(options.temperature));
+  if (options.threshold && !std::isfinite(*options.threshold)) throw Error("classify: threshold must be finite");
+}
+
+// softmax(x / temperature), computed in double with the maximum subtracted.
+inline std::vector<float> softmax(std::span<const float> x, double temperature = 1.0) {
+  if (x.empty()) return {};
+  const double top = *std::max_element(x.begin(), x.end()) / temperature;
+  std::vector<double> e(x.size());
+  double sum = 0;
+  for (size_t i = 0; i < x.size(); ++i) sum += e[i] = std::exp(x[i] / temperature - top);
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = static_cast<float>(e[i] / sum);
+  return out;
+}
+
+inline float sigmoid(double x) { return static_cast<float>(1.0 / (1.0 + std::exp(-x))); }
+
+// Embedding mode, one text: cosines [labels] -> scores [labels].
+inline std::vector<float> embedding_scores(std::span<const float> cosines, bool multi_label, float temperature,
+                                           float threshold) {
+  if (!multi_label) return softmax(cosines, temperature);
+  std::vector<float> scores(cosines.size());
+  for (size_t i = 0; i < cosines.size(); ++i) scores[i] = sigmoid((double(cosines[i]) - threshold) / temperature);
+  return scores;
+}
+
+// HF's entailment_id: the first label that starts with "entail" in any case; -1 if none.
+inline int64_t find_entailment_index(const std::vector<std::string>& labels) {
+  for (size_t i = 0; i < labels.size(); ++i) {
+    std::string lower = labels[i];
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower.rfind("entail", 0) == 0) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+// NLI mode, one text: logits [labels, classes] -> scores [labels], as HF's
+// ZeroShotClassificationPipeline.postprocess: single label (and more than one label) = softmax over
+// labels of the entailment logits; otherwise softmax([contradiction, entailment]) per label, with
+// contradiction = the last class when entailment is class 0, else class 0.
+inline std::vector<float> nli_scores(std::span<const float> logits, int64_t num_labels, int64_t num_classes,
+                                     int64_t entailment, bool multi_label) {
+  std::vector<float> entail(static_cast<size_t>(num_labels));
+  for (int64_t l = 0; l < num_labels; ++l) entail[l] = logits[l * num_classes + entailment];
+  if (!multi_label && num_labels > 1) return softmax(entail);
+  const int64_t contradiction = entailment == 0 ? num_classes - 1 : 0;
+  std::vector<float> scores(static_cast<size_t>(num_labels));
+  for (int64_t l = 0; l < num_labels; ++l) {
+    const float pair[2] = {logits[l * num_classes + contradiction], entail[l]};
+    scores[l] = softmax(pair)[1];
+  }
+  return scores;
+}
+
+inline double cosine_similarity(std::span<const float> a, std::span<const float> b) {
+  double dot = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    dot += double(a[i]) * b[i];
+    na += double(a[i]) * a[i];
+    nb += double(b[i]) * b[i];
+  }
+  return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0.0;
+}
+
+// ---------------------------------------------------------------- the classifier
+
+// Mode from the model: an `encoder` model is a bi-encoder (embedding mode); a
+// `sequence_classification` model with an entailment label is an NLI cross-encoder.
+// classify() is serialised by a mutex (the workspace is per classifier); the label cache may be
+// shared by several classifiers, e.g. one per thread.
+template <class Backend>
+class ZeroShotClassifier {
+ public:
+  ZeroShotClassifier(const Model& model, Backend& backend, std::shared_ptr<LabelCache> cache = nullptr)
+      : model_(model),
+        mode_(mode_for(model)),
+        encoder_(model, backend),
+        heads_(model, backend),
+        cache_(cache ? std::move(cache) : std::make_shared<LabelCache>()),
+        model_id_(model_identity(model)),
+        entailment_(find_entailment_index(model.config().labels)) {}
+
+  ClassifyMode mode() const { return mode_; }
+  const std::string& default_template() const { return default_template_for(mode_); }
+  LabelCacheStats cache_stats() const { return cache_->stats(); }
+  LabelCache& cache() { return *cache_; }
+
+  // All work of one request runs as ONE packed batch: texts + uncached labels (embedding mode),
+  // or texts x labels (text, hypothesis) pairs (NLI mode).
+  std::vector<ClassifyResult> classify(const std::vector<std::string>& texts, const std::vector<std::string>& labels,
+                                       const ClassifyOptions& options = {}) {
+    const std::string label_template = options.label_template.value_or(default_template());
+    validate_classify_request(labels, label_template, options);
+    if (texts.empty()) return {};
+    std::lock_guard lock(mutex_);
+    return mode_ == ClassifyMode::embedding ? classify_embedding(texts, labels, label_template, options)
+                                            : classify_nli(texts, labels, label_template, options);
+  }
+
+  static ClassifyMode mode_for(const Model& model) {
+    const ModelConfig& c = model.config();
+    if (c.architecture == Architecture::encoder) return ClassifyMode::embedding;
+    if (c.architecture == Architecture::sequence_classification) {
+      if (find_entailment_index(c.labels) < 0) {
+        std::string names;
+        for (const auto& l : c.labels) {
+          if (!names.empty()) names += ", ";
+          names += l;
+        }
+        std::string message = "classify: model '";
+        message += c.name;
+        message += "' has no entailment label (labels: ";
+        message += names;
+        message += "); NLI mode needs one";
+        throw Error(message);
+      }
+      return ClassifyMode::nli;
+    }
+    std::string message = "classify: model '";
+    message += c.name;
+    message += "' is a ";
+    message += architecture_name(c.architecture);
+    message += " model; zero-shot classification needs an encoder (embedding) or an NLI sequence_classification model";
+    throw Error(message);
+  }
+
+ private:
+  static const std::string& default_template_for(ClassifyMode mode) {
+    static const std::string embedding = kDefaultEmbeddingTemplate, nli = kDefaultNliTemplate;
+    return mode == ClassifyMode::embedding ? embedding : nli;
+  }
+
+  static ClassifyResult sorted_result(const std::vector<std::string>& labels, std::vector<LabelScore> scored,
+                                      bool multi_label) {
+    for (size_t i = 0; i < scored.size(); ++i) scored[i].label = labels[i];
+    std::stable_sort(scored.begin(), scored.end(), [](const LabelScore& a, const LabelScore& b) { return a.score > b.score; });
+    if (!multi_label) scored.front().selected = true;
+    return {std::move(scored)};
+  }
+
+  std::vector<ClassifyResult> classify_embedding(const std::vector<std::string>& texts,
+                                                 const std::vector<std::string>& labels,
+                                                 const std::string& label_template, const ClassifyOptions& options) {
+    const Tokenizer& tokenizer = model_.tokenizer();
+    const auto max_length = static_cast<size_t>(model_.max_length());
+    Batch batch;
+    for (const auto& text : texts) {
+      const Encoding e = tokenizer.encode(text, max_length);
+      batch.add(e.ids, e.type_ids);
+    }
+    std::vector<std::vector<float>> label_vectors(labels.size());
+    std::vector<size_t> uncached;
+    std::vector<std::string> keys;
+    for (size_t l = 0; l < labels.size(); ++l) {
+      keys.push_back(LabelCache::key(model_id_, label_template, labels[l]));
+      if (auto hit = cache_->get(keys.back())) {
+        label_vectors[l] = std::move(*hit);
+      } else {
+        const Encoding e = tokenizer.encode(apply_label_template(label_template, labels[l]), max_length);
+        batch.add(e.ids, e.type_ids);
+        uncached.push_back(l);
+      }
+    }
+    encoder_.forward(batch, ws_);
+    const ModelConfig& config = model_.config();
+    const auto hidden = static_cast<size_t>(config.hidden_size);
+    const std::vector<float> pooled = heads_.pool(ws_.hidden, batch, config.pooling, config.normalize);
+    for (size_t u = 0; u < uncached.size(); ++u) {
+      const size_t row = texts.size() + u;
+      label_vectors[uncached[u]].assign(pooled.begin() + row * hidden, pooled.begin() + (row + 1) * hidden);
+      cache_->put(keys[uncached[u]], label_vectors[uncached[u]]);
+    }
+    const float threshold = options.threshold.value_or(kDefaultEmbeddingThreshold);
+    std::vector<ClassifyResult> results;
+    for (size_t t = 0; t < texts.size(); ++t) {
+      const std::span<const float> text_vector(pooled.data() + t * hidden, hidden);
+      std::vector<float> cosines(labels.size());
+      for (size_t l = 0; l < labels.size(); ++l)
+        cosines[l] = static_cast<float>(cosine_similarity(text_vector, label_vectors[l]));
+      const std::vector<float> scores = embedding_scores(cosines, options.multi_label, options.temperature, threshold);
+      std::vector<LabelScore> scored(labels.size());
+      for (size_t l = 0; l < labels.size(); ++l) {
+        scored[l].score = scores[l];
+        scored[l].cosine = cosines[l];
+        scored[l].selected = options.multi_label && cosines[l] >= threshold;
+      }
+      results.push_back(sorted_result(labels, std::move(scored), options.multi_label));
+    }
+    return results;
+  }
+
+  std::vector<ClassifyResult> classify_nli(const std::vector<std::string>& texts, const std::vector<std::string>& labels,
+                                           const std::string& label_template, const ClassifyOptions& options) {
+    const Tokenizer& tokenizer = model_.tokenizer();
+    const auto max_length = static_cast<size_t>(model_.max_length());
+    std::vector<std::string> hypotheses;
+    for (const auto& label : labels) hypotheses.push_back(apply_label_template(label_template, label));
+    Batch batch;
+    for (const auto& text : texts) {
+      for (const auto& hypothesis : hypotheses) {
+        // HF truncates only the text: the hypothesis carries the label.
+        const Encoding e = tokenizer.encode_pair(text, hypothesis, max_length, Truncation::only_first);
+        batch.add(e.ids, e.type_ids);
+      }
+    }
+    encoder_.forward(batch, ws_);
+    const std::vector<float> logits = heads_.classifier_logits(ws_.hidden, batch);
+    const int64_t num_classes = model_.config().num_labels();
+    const auto num_labels = static_cast<int64_t>(labels.size());
+    const float threshold = options.threshold.value_or(kDefaultNliThreshold);
+    std::vector<ClassifyResult> results;
+    for (size_t t = 0; t < texts.size(); ++t) {
+      const std::span<const float> text_logits(logits.data() + t * num_labels * num_classes,
+                                               static_cast<size_t>(num_labels * num_classes));
+      const std::vector<float> scores = nli_scores(text_logits, num_labels, num_classes, entailment_, options.multi_label);
+      std::vector<LabelScore> scored(labels.size());
+      for (int64_t l = 0; l < num_labels; ++l) {
+        scored[l].score = scores[l];
+        scored[l].selected = options.multi_label && scores[l] >= threshold;
+        scored[l].logits.assign(text_logits.begin() + l * num_classes, text_logits.begin() + (l + 1) * num_classes);
+      }
+      results.push_back(sorted_result(labels, std::move(scored), options.multi_label));
+    }
+    return results;
+  }
+
+  const Model& model_;
+  ClassifyMode mode_;
+  Encoder<Backend> encoder_;
+  Heads<Backend> heads_;
+  Workspace<Backend> ws_;
+  std::shared_ptr<LabelCache> cache_;
+  std::string model_id_;
+  int64_t entailment_;
+  std::mutex mutex_;
+};
+
+}  // namespace tinybert

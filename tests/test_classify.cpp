@@ -1,0 +1,237 @@
+// Zero-shot classification: label cache, scoring, validation, NLI mode against a PyTorch golden
+// (tests/tools/make_nli_golden.py) and embedding mode end to end on bge-small-zh.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "convert.hpp"
+#include "test_support.hpp"
+#include "tinybert/tasks/classify.hpp"
+#include "tinybert/backend/cpu_ref.hpp"
+
+using namespace tinybert;
+using nlohmann::json;
+
+namespace {
+
+std::unique_ptr<Model> convert_to_scratch(const std::filesystem::path& folder, const std::string& name) {
+  const auto out = test::scratch_dir("classify") / (name + ".tbw");
+  convert::convert_folder(folder, out.string(), convert::ConvertOptions{});
+  return std::make_unique<Model>(out.string());
+}
+
+const LabelScore& find_label(const ClassifyResult& r, const std::string& label) {
+  for (const auto& s : r.labels)
+    if (s.label == label) return s;
+  FAIL("label " << label << " missing from the result");
+  throw std::logic_error("unreachable");
+}
+
+}  // namespace
+
+TEST_CASE("label cache: LRU eviction order, counters, keys", "[classify][cache]") {
+  LabelCache cache(2);
+  cache.put("a", {1});
+  cache.put("b", {2});
+  REQUIRE(cache.get("a"));  // a is now the most recently used
+  cache.put("c", {3});      // evicts b, the least recently used
+  CHECK(cache.contains("a"));
+  CHECK_FALSE(cache.contains("b"));
+  CHECK(cache.contains("c"));
+  CHECK_FALSE(cache.get("b"));
+  CHECK(cache.get("c")->at(0) == 3.0f);
+  LabelCacheStats s = cache.stats();
+  CHECK(s.hits == 2);
+  CHECK(s.misses == 1);
+  CHECK(s.evictions == 1);
+  CHECK(s.size == 2);
+  CHECK(s.capacity == 2);
+
+  cache.put("a", {10});  // refresh: a becomes most recent, c is next out
+  cache.put("d", {4});
+  CHECK(cache.contains("a"));
+  CHECK_FALSE(cache.contains("c"));
+  CHECK(cache.get("a")->at(0) == 10.0f);
+  cache.set_capacity(1);
+  CHECK(cache.stats().size == 1);
+  CHECK(cache.contains("a"));
+
+  LabelCache none(0);
+  none.put("x", {1});
+  CHECK_FALSE(none.contains("x"));
+
+  // Keys separate model, template and label, and cannot be confused by shifting characters.
+  CHECK(LabelCache::key("m1", "{}", "体育") != LabelCache::key("m2", "{}", "体育"));
+  CHECK(LabelCache::key("m", "关于{}", "体育") != LabelCache::key("m", "{}", "体育"));
+  CHECK(LabelCache::key("m", "ab", "c") != LabelCache::key("m", "a", "bc"));
+  CHECK(LabelCache::key("m", "{}", "体育") == LabelCache::key("m", "{}", "体育"));
+}
+
+TEST_CASE("scoring: templates, softmax with temperature, multi-label threshold, HF NLI rules", "[classify]") {
+  CHECK(apply_label_template("这是一条关于{}的新闻", "体育") == "这是一条关于体育的新闻");
+  CHECK(apply_label_template("{}：{}", "好") == "好：好");
+
+  const std::vector<float> cosines = {0.50f, 0.45f, 0.30f};
+  const auto p = embedding_scores(cosines, false, 0.05f, 0.5f);
+  CHECK(p[0] + p[1] + p[2] == Approx(1.0f));
+  CHECK(p[0] / p[1] == Approx(std::exp(0.05 / 0.05)).epsilon(1e-5));  // ratio e^{(c0-c1)/T}
+  const auto sharper = embedding_scores(cosines, false, 0.01f, 0.5f);
+  CHECK(sharper[0] > p[0]);
+  const auto m = embedding_scores(cosines, true, 0.05f, 0.45f);
+  CHECK(m[0] == Approx(1.0 / (1.0 + std::exp(-1.0))));
+  CHECK(m[1] == Approx(0.5f));
+  CHECK(m[2] < 0.5f);
+
+  // logits [labels=2, classes=3], entailment at 1: single = softmax of column 1 across labels,
+  // multi = softmax over (class 0, class 1) per label.
+  const std::vector<float> logits = {0.0f, 2.0f, 5.0f, 1.0f, 0.0f, -3.0f};
+  const auto single = nli_scores(logits, 2, 3, 1, false);
+  CHECK(single[0] == Approx(1.0 / (1.0 + std::exp(-2.0))));
+  const auto multi = nli_scores(logits, 2, 3, 1, true);
+  CHECK(multi[0] == Approx(1.0 / (1.0 + std::exp(-2.0))));
+  CHECK(multi[1] == Approx(1.0 / (1.0 + std::exp(1.0))));
+  // entailment at 0: contradiction is the last class (HF: contradiction_id = -1)
+  const auto last = nli_scores(logits, 2, 3, 0, true);
+  CHECK(last[0] == Approx(1.0 / (1.0 + std::exp(5.0))));
+  // one label always takes the per-label path
+  CHECK(nli_scores(std::span(logits).first(3), 1, 3, 1, false)[0] == Approx(multi[0]));
+
+  CHECK(find_entailment_index({"contradiction", "ENTAILMENT", "neutral"}) == 1);
+  CHECK(find_entailment_index({"Entailment", "not_entailment"}) == 0);
+  CHECK(find_entailment_index({"negative", "positive"}) == -1);
+}
+
+TEST_CASE("validation errors", "[classify]") {
+  const ClassifyOptions o;
+  CHECK_THROWS_WITH(validate_classify_request({}, "{}", o), Catch::Contains("no candidate labels"));
+  CHECK_THROWS_WITH(validate_classify_request({"体育", " "}, "{}", o), Catch::Contains("label 1 is empty"));
+  CHECK_THROWS_WITH(validate_classify_request({"体育", ""}, "{}", o), Catch::Contains("label 1 is empty"));
+  CHECK_THROWS_WITH(validate_classify_request({"体育", "财经", "体育"}, "{}", o),
+                    Catch::Contains("duplicate label '体育'"));
+  CHECK_THROWS_WITH(validate_classify_request({"体育"}, "关于体育", o), Catch::Contains("has no {}"));
+  ClassifyOptions few;
+  few.max_labels = 2;
+  CHECK_THROWS_WITH(validate_classify_request({"a", "b", "c"}, "{}", few), Catch::Contains("3 labels, at most 2"));
+  ClassifyOptions cold;
+  cold.temperature = 0;
+  CHECK_THROWS_WITH(validate_classify_request({"a"}, "{}", cold), Catch::Contains("temperature"));
+  CHECK_NOTHROW(validate_classify_request({"a", "b"}, "{}", o));
+}
+
+TEST_CASE("classify: models of the wrong architecture or without an entailment label", "[classify]") {
+  const auto mlm = convert_to_scratch(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm");
+  CpuRefBackend backend;
+  CHECK_THROWS_WITH(ZeroShotClassifier<CpuRefBackend>(*mlm, backend), Catch::Contains("is a masked_lm model"));
+
+  // tiny-nli with its labels renamed: a sequence classifier that is not an NLI model.
+  const auto folder = test::scratch_dir("classify") / "tiny-sentiment";
+  std::filesystem::create_directories(folder);
+  const auto source = test::test_data_dir() / "tiny" / "tiny-nli";
+  for (const auto& entry : std::filesystem::directory_iterator(source))
+    if (entry.path().filename() != "config.json" && entry.path().filename() != "golden.json" &&
+        entry.path().filename() != "pairs_golden.json")
+      std::filesystem::copy_file(entry.path(), folder / entry.path().filename(),
+                                 std::filesystem::copy_options::overwrite_existing);
+  json config = test::read_json(source / "config.json");
+  config["id2label"] = {{"0", "negative"}, {"1", "positive"}, {"2", "neutral"}};
+  config["label2id"] = {{"negative", 0}, {"positive", 1}, {"neutral", 2}};
+  std::ofstream(folder / "config.json") << config.dump();
+  const auto sentiment = convert_to_scratch(folder, "tiny-sentiment");
+  CHECK_THROWS_WITH(ZeroShotClassifier<CpuRefBackend>(*sentiment, backend), Catch::Contains("no entailment label"));
+}
+
+TEST_CASE("classify NLI mode matches PyTorch (tiny-nli, HF pipeline scoring)", "[classify][nli]") {
+  const auto model = convert_to_scratch(test::test_data_dir() / "tiny" / "tiny-nli", "tiny-nli");
+  const json golden = test::read_json(test::test_data_dir() / "tiny" / "tiny-nli" / "pairs_golden.json");
+  CpuRefBackend backend;
+  ZeroShotClassifier<CpuRefBackend> classifier(*model, backend);
+  REQUIRE(classifier.mode() == ClassifyMode::nli);
+  constexpr double kTolerance = 1e-5;
+  for (const json& c : golden["cases"]) {
+    const auto texts = c["texts"].get<std::vector<std::string>>();
+    const auto labels = c["labels"].get<std::vector<std::string>>();
+    // tokenization of every pair, as the reference tokenizer does it
+    size_t pair = 0;
+    for (const auto& text : texts)
+      for (const auto& label : labels) {
+        const Encoding e = model->tokenizer().encode_pair(
+            text, apply_label_template(c["template"].get<std::string>(), label), 512, Truncation::only_first);
+        CHECK(e.ids == c["pairs"][pair]["input_ids"].get<std::vector<int32_t>>());
+        CHECK(e.type_ids == c["pairs"][pair]["token_type_ids"].get<std::vector<int32_t>>());
+        ++pair;
+      }
+    for (const bool multi : {false, true}) {
+      ClassifyOptions options;
+      options.label_template = c["template"].get<std::string>();
+      options.multi_label = multi;
+      const auto results = classifier.classify(texts, labels, options);
+      REQUIRE(results.size() == texts.size());
+      const char* scores_key = multi ? "multi_label_scores" : "single_label_scores";
+      double worst_logit = 0, worst_score = 0;
+      for (size_t t = 0; t < texts.size(); ++t) {
+        REQUIRE(results[t].labels.size() == labels.size());
+        for (size_t i = 1; i < labels.size(); ++i) CHECK(results[t].labels[i - 1].score >= results[t].labels[i].score);
+        for (size_t l = 0; l < labels.size(); ++l) {
+          const LabelScore& s = find_label(results[t], labels[l]);
+          const auto want = c["logits"][t][l].get<std::vector<double>>();
+          REQUIRE(s.logits.size() == want.size());
+          for (size_t k = 0; k < want.size(); ++k) worst_logit = std::max(worst_logit, std::abs(s.logits[k] - want[k]));
+          worst_score = std::max(worst_score, std::abs(s.score - c[scores_key][t][l].get<double>()));
+        }
+      }
+      INFO("case '" << c["template"].get<std::string>() << "', multi_label " << multi);
+      CHECK(worst_logit < kTolerance);
+      CHECK(worst_score < kTolerance);
+    }
+  }
+}
+
+TEST_CASE("classify embedding mode on bge-small-zh: sports text, cache hits", "[classify][real][bge]") {
+  const auto model = convert_to_scratch(test::shared_path_or_skip("models/bge-small-zh-v1.5"), "bge-small-zh");
+  CpuRefBackend backend;
+  auto cache = std::make_shared<LabelCache>(16);
+  ZeroShotClassifier<CpuRefBackend> classifier(*model, backend, cache);
+  REQUIRE(classifier.mode() == ClassifyMode::embedding);
+  const std::vector<std::string> labels = {"体育", "财经", "科技", "娱乐"};
+  const std::vector<std::string> texts = {"今天的足球比赛非常精彩", "央行宣布下调存款准备金率"};
+
+  const auto first = classifier.classify(texts, labels);
+  REQUIRE(first.size() == 2);
+  CHECK(first[0].labels[0].label == "体育");
+  CHECK(first[1].labels[0].label == "财经");
+  CHECK(first[0].labels[0].selected);
+  CHECK_FALSE(first[0].labels[1].selected);
+  double sum = 0;
+  for (const auto& s : first[0].labels) sum += s.score;
+  CHECK(sum == Approx(1.0));
+  LabelCacheStats s = classifier.cache_stats();
+  CHECK(s.misses == 4);
+  CHECK(s.hits == 0);
+  CHECK(s.size == 4);
+
+  // Same labels again: all four come from the cache, and the scores do not change.
+  const auto second = classifier.classify(texts, labels);
+  s = classifier.cache_stats();
+  CHECK(s.hits == 4);
+  CHECK(s.misses == 4);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    CHECK(second[0].labels[i].label == first[0].labels[i].label);
+    CHECK(second[0].labels[i].score == Approx(first[0].labels[i].score).margin(1e-6));
+  }
+
+  // Another template is another key: four new misses.
+  ClassifyOptions other;
+  other.label_template = "{}";
+  classifier.classify({texts[0]}, labels, other);
+  CHECK(classifier.cache_stats().misses == 8);
+  CHECK(classifier.cache_stats().size == 8);
+
+  // Multi-label: independent scores, selected exactly when cosine >= threshold.
+  ClassifyOptions multi;
+  multi.multi_label = true;
+  multi.threshold = first[0].labels[0].cosine - 1e-4f;  // just below the best label's cosine
+  const auto m = classifier.classify({texts[0]}, labels, multi);
+  CHECK(m[0].labels[0].label == "体育");
+  CHECK(m[0].labels[0].selected);
+  CHECK(m[0].labels[0].score > 0.5f);
+  for (size_t i = 1; i < m[0].labels.size(); ++i) CHECK(m[0].labels[i].selected == (m[0].labels[i].cosine >= *multi.threshold));
+}
