@@ -47,14 +47,14 @@ float parse_threshold(const std::string& s) {
 }  // namespace
 
 int cmd_extract(const std::vector<std::string>& raw) {
-  const Args args = parse_args(raw, {"--model", "--schema", "--schema-file", "--threshold", "--max-seq-len", "--stride"},
+  const Args args = parse_args(raw, {"--model", "--schema", "--schema-file", "--threshold", "--max-seq-len", "--overlap"},
                                {"--english"});
   if (!args.has("--model")) throw Error("extract needs --model M.tbw");
   const Schema schema = parse_schema(read_schema(args));
   ExtractOptions options;
   if (args.has("--threshold")) options.threshold = parse_threshold(args.value("--threshold"));
   if (args.has("--max-seq-len")) options.max_seq_len = parse_int(args.value("--max-seq-len"), "--max-seq-len", 4, 1 << 20);
-  if (args.has("--stride")) options.window_overlap = parse_int(args.value("--stride"), "--stride", 0, 1 << 20);
+  if (args.has("--overlap")) options.window_overlap = parse_int(args.value("--overlap"), "--overlap", 0, 1 << 20);
   options.english = args.has("--english");
   const Model model(args.value("--model"));
   CpuRefBackend backend;

@@ -23,6 +23,10 @@ Texts come from the arguments, or one per line from stdin when none are given.
              [--pair TEXT_B] [--max-length N] [--truncation longest_first|only_first|only_second]
   embed      --model M.tbw [--pooling cls|mean] [--normalize|--no-normalize]
   fill-mask  --model M.tbw [--top-k K] [--joint] [--attribution N] [--max-masks N]
+  classify   --model M.tbw --labels A,B,... | --labels-file F [--template T] [--multi-label]
+             [--temperature X] [--threshold X] [--max-labels N]
+  extract    --model M.tbw --schema JSON | --schema-file F [--threshold X] [--max-seq-len N]
+             [--overlap N] [--english]
   inspect    M.tbw
 )";
 

@@ -116,3 +116,25 @@ TEST_CASE("bad input gives one line on stderr and a non-zero exit", "[cli][error
   check_one_line_error(run(kConvert + " /nonexistent /tmp/x.tbw"), "not a directory");
   CHECK(run(kCli + " frobnicate").exit_code == 2);
 }
+
+TEST_CASE("tinybert classify and extract print JSON; bad requests are one-line errors", "[cli]") {
+  const std::string bert = convert_tiny("tiny-bert"), nli = convert_tiny("tiny-nli"), uie = convert_tiny("tiny-uie");
+  const Run embedding = run(kCli + " classify --model " + bert + " --labels a,b " + quote("a b"));
+  REQUIRE(embedding.exit_code == 0);
+  const json e = json::parse(embedding.out);
+  CHECK(e.dump().find("\"a\"") != std::string::npos);
+  const Run cross = run(kCli + " classify --model " + nli + " --labels a,b --multi-label " + quote("a b"));
+  REQUIRE(cross.exit_code == 0);
+  CHECK_NOTHROW(json::parse(cross.out));
+
+  const Run extract = run(kCli + " extract --model " + uie + " --max-seq-len 32 --schema " + quote(R"(["a",{"b":["c"]}])") + " " +
+                          quote("a b a b"));
+  REQUIRE(extract.exit_code == 0);
+  CHECK(json::parse(extract.out).is_array());
+
+  check_one_line_error(run(kCli + " classify --model " + bert + " a"), "label");
+  check_one_line_error(run(kCli + " classify --model " + bert + " --labels a,a x"), "duplicate");
+  check_one_line_error(run(kCli + " extract --model " + uie + " --schema " + quote("[1]") + " x"), "schema");
+  check_one_line_error(run(kCli + " extract --model " + uie + " --schema " + quote("[\"a\"") + " x"), "schema");
+  check_one_line_error(run(kCli + " extract --model " + bert + " --schema " + quote("[\"a\"]") + " x"), "needs a uie model");
+}

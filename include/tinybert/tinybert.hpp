@@ -10,6 +10,7 @@
 #include "tinybert/format.hpp"
 #include "tinybert/heads.hpp"
 #include "tinybert/model.hpp"
+#include "tinybert/tasks/classify.hpp"
 #include "tinybert/tasks/embed.hpp"
 #include "tinybert/tasks/extract.hpp"
 #include "tinybert/tasks/fill_mask.hpp"
