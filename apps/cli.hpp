@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "tinybert/backend/cpu_ref.hpp"
 #include "tinybert/error.hpp"
+#ifdef TINYBERT_HAVE_ONEDNN
+#include "tinybert/backend/onednn.hpp"
+#endif
 
 namespace tinybert::cli {
 
@@ -27,8 +31,9 @@ struct Args {
   bool has(const std::string& name) const { return values.count(name) || flags.count(name); }
 };
 
-inline Args parse_args(const std::vector<std::string>& raw, const std::vector<std::string>& with_value,
-                const std::vector<std::string>& switches) {
+inline Args parse_args(const std::vector<std::string>& raw,
+                       const std::vector<std::string>& with_value,
+                       const std::vector<std::string>& switches) {
   Args args;
   for (size_t i = 0; i < raw.size(); ++i) {
     const std::string& a = raw[i];
@@ -69,8 +74,33 @@ inline int64_t parse_int(const std::string& s, const std::string& what, int64_t 
     used = 0;
   }
   if (used != s.size() || s.empty() || v < min || v > max)
-    throw Error(what + " must be an integer in " + std::to_string(min) + ".." + std::to_string(max) + ", got '" + s + "'");
+    throw Error(what + " must be an integer in " + std::to_string(min) + ".." +
+                std::to_string(max) + ", got '" + s + "'");
   return v;
+}
+
+// --backend: "ref" (the fp32 reference) or, in builds with oneDNN, "f32" (default), "bf16", "int8".
+inline std::string default_backend() {
+#ifdef TINYBERT_HAVE_ONEDNN
+  return "f32";
+#else
+  return "ref";
+#endif
+}
+
+// Calls fn(backend) with the backend that `name` selects.
+template <class Fn>
+int with_backend(const std::string& name, Fn&& fn) {
+  if (name == "ref") {
+    CpuRefBackend backend;
+    return fn(backend);
+  }
+#ifdef TINYBERT_HAVE_ONEDNN
+  OneDnnBackend backend(parse_precision(name));
+  return fn(backend);
+#else
+  throw Error("--backend " + name + ": this build has no oneDNN backend (use --backend ref)");
+#endif
 }
 
 }  // namespace tinybert::cli

@@ -16,7 +16,8 @@ std::vector<std::string> split_labels(const std::string& list) {
   size_t from = 0;
   while (true) {
     const size_t comma = list.find(',', from);
-    labels.push_back(list.substr(from, comma == std::string::npos ? std::string::npos : comma - from));
+    labels.push_back(
+        list.substr(from, comma == std::string::npos ? std::string::npos : comma - from));
     if (comma == std::string::npos) break;
     from = comma + 1;
   }
@@ -43,16 +44,18 @@ float parse_float(const std::string& s, const std::string& what) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (s.empty() || used != s.size() || !std::isfinite(v)) throw Error(what + " must be a number, got '" + s + "'");
+  if (s.empty() || used != s.size() || !std::isfinite(v))
+    throw Error(what + " must be a number, got '" + s + "'");
   return v;
 }
 
 }  // namespace
 
 int cmd_classify(const std::vector<std::string>& raw) {
-  const Args args = parse_args(
-      raw, {"--model", "--labels", "--labels-file", "--template", "--temperature", "--threshold", "--max-labels"},
-      {"--multi-label"});
+  const Args args = parse_args(raw,
+                               {"--model", "--labels", "--labels-file", "--template",
+                                "--temperature", "--threshold", "--max-labels", "--backend"},
+                               {"--multi-label"});
   if (!args.has("--model")) throw Error("classify needs --model M.tbw");
   std::vector<std::string> labels;
   if (args.has("--labels")) labels = split_labels(args.value("--labels"));
@@ -64,36 +67,41 @@ int cmd_classify(const std::vector<std::string>& raw) {
   ClassifyOptions options;
   if (args.has("--template")) options.label_template = args.value("--template");
   options.multi_label = args.has("--multi-label");
-  if (args.has("--temperature")) options.temperature = parse_float(args.value("--temperature"), "--temperature");
-  if (args.has("--threshold")) options.threshold = parse_float(args.value("--threshold"), "--threshold");
+  if (args.has("--temperature"))
+    options.temperature = parse_float(args.value("--temperature"), "--temperature");
+  if (args.has("--threshold"))
+    options.threshold = parse_float(args.value("--threshold"), "--threshold");
   if (args.has("--max-labels"))
-    options.max_labels = static_cast<size_t>(parse_int(args.value("--max-labels"), "--max-labels", 1, 100000));
+    options.max_labels =
+        static_cast<size_t>(parse_int(args.value("--max-labels"), "--max-labels", 1, 100000));
 
   const Model model(args.value("--model"));
-  CpuRefBackend backend;
-  ZeroShotClassifier<CpuRefBackend> classifier(model, backend);
-  // Check labels and options before reading stdin, so a bad request fails at once.
-  validate_classify_request(labels, options.label_template.value_or(classifier.default_template()), options);
-  const auto texts = input_texts(args);
-  const auto results = classifier.classify(texts, labels, options);
-  json out = json::array();
-  for (size_t t = 0; t < texts.size(); ++t) {
-    json scored = json::array();
-    for (const auto& s : results[t].labels) {
-      json entry = {{"label", s.label}, {"score", s.score}, {"selected", s.selected}};
-      if (classifier.mode() == ClassifyMode::embedding) entry["cosine"] = s.cosine;
-      scored.push_back(entry);
+  return with_backend(args.value("--backend", default_backend()), [&](auto& backend) {
+    ZeroShotClassifier<std::remove_reference_t<decltype(backend)>> classifier(model, backend);
+    // Check labels and options before reading stdin, so a bad request fails at once.
+    validate_classify_request(
+        labels, options.label_template.value_or(classifier.default_template()), options);
+    const auto texts = input_texts(args);
+    const auto results = classifier.classify(texts, labels, options);
+    json out = json::array();
+    for (size_t t = 0; t < texts.size(); ++t) {
+      json scored = json::array();
+      for (const auto& s : results[t].labels) {
+        json entry = {{"label", s.label}, {"score", s.score}, {"selected", s.selected}};
+        if (classifier.mode() == ClassifyMode::embedding) entry["cosine"] = s.cosine;
+        scored.push_back(entry);
+      }
+      out.push_back({{"text", texts[t]}, {"labels", scored}});
     }
-    out.push_back({{"text", texts[t]}, {"labels", scored}});
-  }
-  std::cout << json{{"model", model.config().name},
-                    {"mode", classify_mode_name(classifier.mode())},
-                    {"template", options.label_template.value_or(classifier.default_template())},
-                    {"multi_label", options.multi_label},
-                    {"results", out}}
-                   .dump()
-            << "\n";
-  return 0;
+    std::cout << json{{"model", model.config().name},
+                      {"mode", classify_mode_name(classifier.mode())},
+                      {"template", options.label_template.value_or(classifier.default_template())},
+                      {"multi_label", options.multi_label},
+                      {"results", out}}
+                     .dump()
+              << "\n";
+    return 0;
+  });
 }
 
 }  // namespace tinybert::cli

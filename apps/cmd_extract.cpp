@@ -47,21 +47,26 @@ float parse_threshold(const std::string& s) {
 }  // namespace
 
 int cmd_extract(const std::vector<std::string>& raw) {
-  const Args args = parse_args(raw, {"--model", "--schema", "--schema-file", "--threshold", "--max-seq-len", "--overlap"},
+  const Args args = parse_args(raw,
+                               {"--model", "--schema", "--schema-file", "--threshold",
+                                "--max-seq-len", "--overlap", "--backend"},
                                {"--english"});
   if (!args.has("--model")) throw Error("extract needs --model M.tbw");
   const Schema schema = parse_schema(read_schema(args));
   ExtractOptions options;
   if (args.has("--threshold")) options.threshold = parse_threshold(args.value("--threshold"));
-  if (args.has("--max-seq-len")) options.max_seq_len = parse_int(args.value("--max-seq-len"), "--max-seq-len", 4, 1 << 20);
-  if (args.has("--overlap")) options.window_overlap = parse_int(args.value("--overlap"), "--overlap", 0, 1 << 20);
+  if (args.has("--max-seq-len"))
+    options.max_seq_len = parse_int(args.value("--max-seq-len"), "--max-seq-len", 4, 1 << 20);
+  if (args.has("--overlap"))
+    options.window_overlap = parse_int(args.value("--overlap"), "--overlap", 0, 1 << 20);
   options.english = args.has("--english");
   const Model model(args.value("--model"));
-  CpuRefBackend backend;
-  Extractor extractor(model, backend, options);
-  const auto texts = input_texts(args);
-  std::cout << extractor.extract(texts, schema).dump() << "\n";
-  return 0;
+  return with_backend(args.value("--backend", default_backend()), [&](auto& backend) {
+    Extractor extractor(model, backend, options);
+    const auto texts = input_texts(args);
+    std::cout << extractor.extract(texts, schema).dump() << "\n";
+    return 0;
+  });
 }
 
 }  // namespace tinybert::cli

@@ -1,5 +1,7 @@
 // tinybert: command-line front end. Subcommands print JSON on stdout; errors are one line on
 // stderr with a non-zero exit.
+#include "tinybert/tinybert.hpp"
+
 #include <iostream>
 #include <map>
 #include <string>
@@ -7,7 +9,6 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include "tinybert/tinybert.hpp"
 
 namespace {
 
@@ -17,6 +18,8 @@ using namespace tinybert::cli;
 
 const char* kUsage = R"(usage: tinybert COMMAND [options] [TEXT...]
 Texts come from the arguments, or one per line from stdin when none are given.
+embed, fill-mask, classify and extract take --backend ref|f32|bf16|int8 (default f32 on oneDNN;
+ref is the plain fp32 reference).
 
   tokenize   --model M.tbw | --vocab vocab.txt [--lower-case|--no-lower-case]
              [--strip-accents|--no-strip-accents] [--no-chinese-chars]
@@ -37,10 +40,12 @@ json encoding_json(const tinybert::Encoding& e) {
 }
 
 int cmd_tokenize(const std::vector<std::string>& raw) {
-  const Args args = parse_args(raw, {"--model", "--vocab", "--pair", "--max-length", "--truncation"},
-                               {"--lower-case", "--no-lower-case", "--strip-accents", "--no-strip-accents",
-                                "--no-chinese-chars"});
-  const int64_t max_length = parse_int(args.value("--max-length", "512"), "--max-length", 0, 1 << 20);
+  const Args args =
+      parse_args(raw, {"--model", "--vocab", "--pair", "--max-length", "--truncation"},
+                 {"--lower-case", "--no-lower-case", "--strip-accents", "--no-strip-accents",
+                  "--no-chinese-chars"});
+  const int64_t max_length =
+      parse_int(args.value("--max-length", "512"), "--max-length", 0, 1 << 20);
   std::optional<tinybert::Model> model;
   std::optional<tinybert::Tokenizer> own;
   if (args.has("--model")) {
@@ -61,13 +66,15 @@ int cmd_tokenize(const std::vector<std::string>& raw) {
       {"longest_first", tinybert::Truncation::longest_first},
       {"only_first", tinybert::Truncation::only_first},
       {"only_second", tinybert::Truncation::only_second}};
-  if (!truncations.count(truncation_name)) throw Error("unknown --truncation '" + truncation_name + "'");
+  if (!truncations.count(truncation_name))
+    throw Error("unknown --truncation '" + truncation_name + "'");
   json out = json::array();
   for (const auto& text : input_texts(args)) {
     const tinybert::Encoding e =
-        args.has("--pair") ? tokenizer.encode_pair(text, args.value("--pair"), static_cast<size_t>(max_length),
-                                                   truncations.at(truncation_name))
-                           : tokenizer.encode(text, static_cast<size_t>(max_length));
+        args.has("--pair")
+            ? tokenizer.encode_pair(text, args.value("--pair"), static_cast<size_t>(max_length),
+                                    truncations.at(truncation_name))
+            : tokenizer.encode(text, static_cast<size_t>(max_length));
     out.push_back(encoding_json(e));
   }
   std::cout << out.dump() << "\n";
@@ -75,7 +82,8 @@ int cmd_tokenize(const std::vector<std::string>& raw) {
 }
 
 int cmd_embed(const std::vector<std::string>& raw) {
-  const Args args = parse_args(raw, {"--model", "--pooling"}, {"--normalize", "--no-normalize"});
+  const Args args =
+      parse_args(raw, {"--model", "--pooling", "--backend"}, {"--normalize", "--no-normalize"});
   if (!args.has("--model")) throw Error("embed needs --model M.tbw");
   const tinybert::Model model(args.value("--model"));
   tinybert::EmbedOptions options;
@@ -87,14 +95,19 @@ int cmd_embed(const std::vector<std::string>& raw) {
   if (args.has("--normalize")) options.normalize = true;
   if (args.has("--no-normalize")) options.normalize = false;
   const auto texts = input_texts(args);
-  tinybert::CpuRefBackend backend;
-  const tinybert::Encoder encoder(model, backend);
-  tinybert::Heads heads(model, backend);
-  tinybert::Workspace<tinybert::CpuRefBackend> ws;
-  const auto vectors = tinybert::embed_texts(model, encoder, heads, ws, texts, options);
-  std::cout << json{{"model", model.config().name}, {"dim", model.config().hidden_size}, {"embeddings", vectors}}.dump()
-            << "\n";
-  return 0;
+  return with_backend(args.value("--backend", default_backend()), [&](auto& backend) {
+    using Backend = std::remove_reference_t<decltype(backend)>;
+    const tinybert::Encoder encoder(model, backend);
+    tinybert::Heads heads(model, backend);
+    tinybert::Workspace<Backend> ws;
+    const auto vectors = tinybert::embed_texts(model, encoder, heads, ws, texts, options);
+    std::cout << json{{"model", model.config().name},
+                      {"dim", model.config().hidden_size},
+                      {"embeddings", vectors}}
+                     .dump()
+              << "\n";
+    return 0;
+  });
 }
 
 int cmd_inspect(const std::vector<std::string>& raw) {

@@ -138,3 +138,14 @@ TEST_CASE("tinybert classify and extract print JSON; bad requests are one-line e
   check_one_line_error(run(kCli + " extract --model " + uie + " --schema " + quote("[\"a\"") + " x"), "schema");
   check_one_line_error(run(kCli + " extract --model " + bert + " --schema " + quote("[\"a\"]") + " x"), "needs a uie model");
 }
+
+TEST_CASE("--backend selects the reference or a oneDNN precision", "[cli][backend]") {
+  const std::string bert = convert_tiny("tiny-bert");
+  const Run ref = run(kCli + " embed --backend ref --model " + bert + " a");
+  const Run fast = run(kCli + " embed --model " + bert + " a");  // default backend
+  REQUIRE(ref.exit_code == 0);
+  REQUIRE(fast.exit_code == 0);
+  const auto a = json::parse(ref.out)["embeddings"][0], b = json::parse(fast.out)["embeddings"][0];
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].get<double>() == Approx(b[i].get<double>()).margin(1e-4));
+  check_one_line_error(run(kCli + " embed --backend bogus --model " + bert + " a"), "bogus");
+}
