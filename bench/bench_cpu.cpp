@@ -148,8 +148,9 @@ int main(int argc, char** argv) {
     encoder.forward(first, ws);
     const double load_ms = ms_since(t_load);
     const std::string name = model.config().name;
-    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"load_and_first_ms\":%.1f}\n",
-                name.c_str(), precision_name(precision), threads, load_ms);
+    if (!backend.fallback_reason().empty()) std::fprintf(stderr, "bench_cpu: %s\n", backend.fallback_reason().c_str());
+    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"load_and_first_ms\":%.1f,\"ran_as\":\"%s\"}\n",
+                name.c_str(), precision_name(precision), threads, load_ms, precision_name(backend.precision()));
 
     for (int64_t length : {16, 32, 64, 128, 256, 512}) {
       Batch batch;

@@ -7,6 +7,8 @@
 #include <omp.h>
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <cstdlib>
 #include <unsupported/Eigen/SpecialFunctions>
 #include <cmath>
 #include <map>
@@ -126,12 +128,26 @@ class OneDnnBackend {
   using Matrix = HostMatrix;
 
   // query_block: attention processes this many query rows at a time (memory ~ block x length).
+  // A precision the CPU (or ONEDNN_MAX_CPU_ISA) cannot run falls back to f32; fallback_reason()
+  // says why.
   explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 64)
       : precision_(precision),
         query_block_(std::max<int64_t>(query_block, 1)),
-        engine_(std::make_shared<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {}
+        engine_(std::make_shared<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto has = [&](dnnl_cpu_isa_t bits) { return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits); };
+    has_vnni_ = has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni);
+    if (precision_ != Precision::f32 && !precision_supported(precision_)) {
+      fallback_reason_ = std::string(precision_name(precision_)) + " matmul is not available on this CPU / ISA limit; using f32";
+      precision_ = Precision::f32;
+    }
+  }
 
+  // The precision in use (after any fallback), and why it differs from the one asked for.
   Precision precision() const { return precision_; }
+  const std::string& fallback_reason() const { return fallback_reason_; }
+  // Without VNNI, int8 weights use 7 bits so that oneDNN's 16-bit pair sums cannot saturate.
+  int int8_weight_levels() const { return has_vnni_ ? 127 : 63; }
 
   // A Linear layer packed for oneDNN. Primitives are created per number of rows M on first use
   // and kept (a server sees a handful of distinct batch shapes).
@@ -179,14 +195,18 @@ class OneDnnBackend {
     std::vector<int8_t> s8;
     dnnl::memory plain;
     if (l.precision == Precision::int8) {
-      if (w.weight.values.dtype == DType::i8) {  // already int8 (e.g. the bge ONNX): use as stored
-        s8.assign(w.weight.values.as<int8_t>(), w.weight.values.as<int8_t>() + w.weight.values.numel());
+      const int levels = int8_weight_levels();
+      const auto* stored = w.weight.values.as<int8_t>();
+      const bool fits = w.weight.values.dtype == DType::i8 &&
+                        std::all_of(stored, stored + w.weight.values.numel(), [&](int8_t q) { return std::abs(q) <= levels; });
+      if (fits) {  // already int8 (e.g. the bge ONNX) within this CPU's range: use as stored
+        s8.assign(stored, stored + w.weight.values.numel());
         l.weight_scales.assign(w.weight.row_scales, w.weight.row_scales + l.out);
       } else {
         f32 = dequantize(w.weight);
         s8.resize(f32.size());
         l.weight_scales.resize(static_cast<size_t>(l.out));
-        quantize_rows_symmetric(f32.data(), l.out, l.in, s8.data(), l.weight_scales.data());
+        quantize_rows_symmetric(f32.data(), l.out, l.in, s8.data(), l.weight_scales.data(), levels);
       }
       plain = dnnl::memory({weight_dims, dt::s8, dnnl::memory::format_tag::ba}, *engine_, s8.data());
     } else {
@@ -383,7 +403,24 @@ class OneDnnBackend {
     for (int64_t r = 0; r < rows; ++r) onednn_detail::quantize_row(x + r * cols, cols, q + r * cols, scales + r);
   }
 
+  // Whether oneDNN can create a matmul of this precision here (a tiny probe, once).
+  bool precision_supported(Precision p) const {
+    try {
+      Linear probe;
+      probe.precision = p;
+      probe.in = probe.out = 16;
+      using dt = dnnl::memory::data_type;
+      const dt weight_type = p == Precision::bf16 ? dt::bf16 : dt::s8;
+      make_primitive_desc(probe, 16, Activation::none, dnnl::memory::desc({16, 16}, weight_type, dnnl::memory::format_tag::any));
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }
+
   Precision precision_;
+  bool has_vnni_ = false;
+  std::string fallback_reason_;
   int64_t query_block_;
   std::shared_ptr<dnnl::engine> engine_;
 };
