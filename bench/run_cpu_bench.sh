@@ -32,12 +32,11 @@ cmake --build "$build" --target bench_cpu tinybert-convert >/dev/null
   fi
   # PyTorch: fp32 through OpenBLAS (Debian's libopenblas0-openmp, unpacked, as PERF.md section 4 does)
   openblas=""
-  if apt-get download libopenblas0-openmp >/dev/null 2>&1 || (cd "$scratch" && apt-get download libopenblas0-openmp >/dev/null 2>&1); then
-    deb=$(ls "$scratch"/libopenblas0-openmp*.deb libopenblas0-openmp*.deb 2>/dev/null | head -1)
-    dpkg-deb -x "$deb" "$scratch/openblas" && rm -f libopenblas0-openmp*.deb
+  if (cd "$scratch" && apt-get download libopenblas0-openmp >/dev/null 2>&1); then
+    dpkg-deb -x "$scratch"/libopenblas0-openmp*.deb "$scratch/openblas"
     openblas=$(dirname "$(find "$scratch/openblas" -name 'libblas.so.3' | head -1)")
   fi
   /usr/bin/python3 "$shared/tools/torch_bert_bench.py" --models bert-base,bge-small --dtypes bf16,int8 \
-    --threads "$threads" ${openblas:+--openblas-dir "$openblas"} 2>/dev/null | grep '^{' || true
+    --threads "$threads" --runs 10 --budget-s 10 ${openblas:+--openblas-dir "$openblas"} 2>/dev/null | grep '^{' || true
 } | tee "$out" >/dev/null
 /usr/bin/python3 bench/cpu_table.py "$out"

@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "tinybert/backend/cpu_ref.hpp"  // Activation, which encoder.hpp uses without including
 #include "tinybert/heads.hpp"
 #include "tinybert/tasks/label_cache.hpp"
 
