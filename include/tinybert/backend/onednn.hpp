@@ -263,10 +263,12 @@ class OneDnnBackend {
       src = dnnl::memory({{rows, l.in}, dt::f32, tag::ab}, *engine_, const_cast<float*>(in.data()));
     } else if (l.precision == Precision::bf16) {
       bf16_src.resize(static_cast<size_t>(rows * l.in));
-      const float* x = in.data();
-      uint16_t* converted = bf16_src.data();
+      auto* converted = reinterpret_cast<Eigen::bfloat16*>(bf16_src.data());
+      const int64_t cols = l.in;
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < rows * l.in; ++i) converted[i] = f32_to_bf16(x[i]);
+      for (int64_t r = 0; r < rows; ++r)  // Eigen's vectorised round-to-nearest-even conversion
+        Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(converted + r * cols, cols) =
+            Eigen::Map<const Eigen::ArrayXf>(in.row(r), cols).cast<Eigen::bfloat16>();
       src = dnnl::memory({{rows, l.in}, dt::bf16, tag::ab}, *engine_, bf16_src.data());
     } else {
       s8_src.resize(static_cast<size_t>(rows * l.in));
