@@ -130,7 +130,7 @@ class OneDnnBackend {
   // query_block: attention processes this many query rows at a time (memory ~ block x length).
   // A precision the CPU (or ONEDNN_MAX_CPU_ISA) cannot run falls back to f32; fallback_reason()
   // says why.
-  explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 64)
+  explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 128)
       : precision_(precision),
         query_block_(std::max<int64_t>(query_block, 1)),
         engine_(std::make_shared<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {
@@ -313,49 +313,49 @@ class OneDnnBackend {
     onednn_detail::layernorm_rows(x.data(), x.rows(), x.cols(), n.gamma.data(), n.beta.data(), n.eps);
   }
 
-  // Multi-head attention per (sequence, head), in blocks of query rows so that no len x len
-  // matrix is materialised for long sequences. probs (attribution) as in CpuRefBackend.
+  // Multi-head attention, one sequence at a time, in blocks of query rows so that memory grows
+  // with block x length, not length^2. Per block two batched oneDNN matmuls over the heads read
+  // Q, K and V in place from the packed qkv rows (strided views, K transposed by its strides):
+  // scores = Q K^T / sqrt(d), a row softmax, then context = P V written straight into place.
+  // probs (attribution) as in CpuRefBackend.
   void attention(const Matrix& qkv, const Batch& batch, int64_t num_heads, Matrix& context,
                  std::vector<float>* probs = nullptr) const {
-    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    using ConstStrided = Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>>;
-    using Strided = Eigen::Map<RowMajor, 0, Eigen::OuterStride<>>;
     const int64_t hidden = qkv.cols() / 3, head_dim = hidden / num_heads;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     context.resize(qkv.rows(), hidden);
-    std::vector<int64_t> prob_offsets;
-    if (probs) {
-      int64_t total = 0;
-      for (int64_t s = 0; s < batch.num_sequences(); ++s) {
-        prob_offsets.push_back(total);
-        total += num_heads * batch.seq_len(s) * batch.seq_len(s);
-      }
-      probs->assign(static_cast<size_t>(total), 0.0f);
-    }
-    const int64_t tasks = batch.num_sequences() * num_heads;
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t s = task / num_heads, h = task % num_heads;
+    if (probs) probs->clear();
+    thread_local std::vector<float> scores;
+    dnnl::stream stream(*engine_);
+    for (int64_t s = 0; s < batch.num_sequences(); ++s) {
       const int64_t begin = batch.seq_begin(s), len = batch.seq_len(s);
-      const Eigen::OuterStride<> stride(qkv.cols());
-      ConstStrided k(qkv.row(begin) + hidden + h * head_dim, len, head_dim, stride);
-      ConstStrided v(qkv.row(begin) + 2 * hidden + h * head_dim, len, head_dim, stride);
-      thread_local RowMajor scores;
+      const size_t prob_offset = probs ? probs->size() : 0;
+      if (probs) probs->resize(prob_offset + static_cast<size_t>(num_heads * len * len));
       for (int64_t q0 = 0; q0 < len; q0 += query_block_) {
         const int64_t rows = std::min(query_block_, len - q0);
-        ConstStrided q(qkv.row(begin + q0) + h * head_dim, rows, head_dim, stride);
-        scores.noalias() = (q * k.transpose()) * scale;
-        for (int64_t i = 0; i < rows; ++i) {
-          auto row = scores.row(i);
-          row = (row.array() - row.maxCoeff()).exp();
+        const AttentionPrimitives& prim = attention_primitives(len, rows, num_heads, head_dim);
+        scores.resize(static_cast<size_t>(num_heads * rows * len));
+        float* base = const_cast<float*>(qkv.data());
+        const auto view = [&](const dnnl::memory::desc& md, float* p) { return dnnl::memory(md, *engine_, p); };
+        prim.scores.execute(stream, {{DNNL_ARG_SRC, view(prim.q_md, base + (begin + q0) * qkv.cols())},
+                                     {DNNL_ARG_WEIGHTS, view(prim.kt_md, base + begin * qkv.cols() + hidden)},
+                                     {DNNL_ARG_DST, view(prim.scores_md, scores.data())}});
+        stream.wait();
+        float* score_rows = scores.data();
+        const int64_t total_rows = num_heads * rows;
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < total_rows; ++r) {
+          onednn_detail::ArrayMap row(score_rows + r * len, len);
+          row = (row - row.maxCoeff()).exp();
           row /= row.sum();
         }
-        Strided out(context.row(begin + q0) + h * head_dim, rows, head_dim, Eigen::OuterStride<>(hidden));
-        out.noalias() = scores * v;
+        prim.context.execute(stream, {{DNNL_ARG_SRC, view(prim.scores_md, scores.data())},
+                                      {DNNL_ARG_WEIGHTS, view(prim.v_md, base + begin * qkv.cols() + 2 * hidden)},
+                                      {DNNL_ARG_DST, view(prim.context_md, context.row(begin + q0))}});
+        stream.wait();
         if (probs)
-          for (int64_t i = 0; i < rows; ++i)
-            std::copy(scores.row(i).data(), scores.row(i).data() + len,
-                      probs->data() + prob_offsets[s] + (h * len + q0 + i) * len);
+          for (int64_t h = 0; h < num_heads; ++h)
+            for (int64_t i = 0; i < rows; ++i)
+              std::copy(score_rows + (h * rows + i) * len, score_rows + (h * rows + i + 1) * len,
+                        probs->data() + prob_offset + static_cast<size_t>((h * len + q0 + i) * len));
       }
     }
   }
@@ -405,6 +405,33 @@ class OneDnnBackend {
     for (int64_t r = 0; r < rows; ++r) onednn_detail::quantize_row(x + r * cols, cols, q + r * cols, scales + r);
   }
 
+  struct AttentionPrimitives {
+    dnnl::memory::desc q_md, kt_md, v_md, scores_md, context_md;
+    dnnl::matmul scores, context;
+  };
+
+  // The two matmuls of one (sequence length, query block) shape; all strides follow from the
+  // packed [tokens, 3 * hidden] qkv layout.
+  const AttentionPrimitives& attention_primitives(int64_t len, int64_t rows, int64_t heads, int64_t head_dim) const {
+    std::lock_guard<std::mutex> lock(*attention_mutex_);
+    auto it = attention_cache_.find({len, rows});
+    if (it != attention_cache_.end()) return it->second;
+    using dt = dnnl::memory::data_type;
+    using dims = dnnl::memory::dims;
+    const int64_t hidden = heads * head_dim, row_stride = 3 * hidden;
+    AttentionPrimitives p;
+    p.q_md = dnnl::memory::desc(dims{heads, rows, head_dim}, dt::f32, dims{head_dim, row_stride, 1});
+    p.kt_md = dnnl::memory::desc(dims{heads, head_dim, len}, dt::f32, dims{head_dim, 1, row_stride});
+    p.v_md = dnnl::memory::desc(dims{heads, len, head_dim}, dt::f32, dims{head_dim, row_stride, 1});
+    p.scores_md = dnnl::memory::desc(dims{heads, rows, len}, dt::f32, dims{rows * len, len, 1});
+    p.context_md = dnnl::memory::desc(dims{heads, rows, head_dim}, dt::f32, dims{head_dim, hidden, 1});
+    dnnl::primitive_attr scale;
+    scale.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(head_dim))});
+    p.scores = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.q_md, p.kt_md, p.scores_md), scale, *engine_));
+    p.context = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.scores_md, p.v_md, p.context_md), *engine_));
+    return attention_cache_.emplace(std::make_pair(len, rows), std::move(p)).first->second;
+  }
+
   // Whether oneDNN can create a matmul of this precision here (a tiny probe, once).
   bool precision_supported(Precision p) const {
     try {
@@ -425,6 +452,8 @@ class OneDnnBackend {
   std::string fallback_reason_;
   int64_t query_block_;
   std::shared_ptr<dnnl::engine> engine_;
+  mutable std::map<std::pair<int64_t, int64_t>, AttentionPrimitives> attention_cache_;
+  mutable std::unique_ptr<std::mutex> attention_mutex_ = std::make_unique<std::mutex>();
 };
 
 }  // namespace tinybert
