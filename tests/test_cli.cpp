@@ -139,7 +139,7 @@ TEST_CASE("tinybert classify and extract print JSON; bad requests are one-line e
   check_one_line_error(run(kCli + " extract --model " + bert + " --schema " + quote("[\"a\"]") + " x"), "needs a uie model");
 }
 
-TEST_CASE("--backend selects the reference or a oneDNN precision", "[cli][backend]") {
+TEST_CASE("the CLI backend option selects the reference or a oneDNN precision", "[cli][backend]") {
   const std::string bert = convert_tiny("tiny-bert");
   const Run ref = run(kCli + " embed --backend ref --model " + bert + " a");
   const Run fast = run(kCli + " embed --model " + bert + " a");  // default backend
