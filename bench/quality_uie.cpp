@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
             std::set<std::pair<int64_t, int64_t>> gold, predicted;
             if (label.contains(type))
               for (const auto& [entity, positions] : label[type].items())
-                for (const auto& p : positions) gold.insert({p[0].get<int64_t>(), p[1].get<int64_t>() + 1});
+                for (const auto& p : positions) gold.insert({p[0].template get<int64_t>(), p[1].template get<int64_t>() + 1});
             const auto& r = results[i - begin];
             if (r.count(prompt))
               for (const auto& s : r.at(prompt)) predicted.insert({s.start, s.end});
