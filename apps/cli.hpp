@@ -2,17 +2,15 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "tinybert/backend/cpu_ref.hpp"
+#include "tinybert/backend/select.hpp"
 #include "tinybert/error.hpp"
-#ifdef TINYBERT_HAVE_ONEDNN
-#include "tinybert/backend/onednn.hpp"
-#endif
 
 namespace tinybert::cli {
 
@@ -65,6 +63,18 @@ inline std::vector<std::string> input_texts(const Args& args) {
   return lines;
 }
 
+inline float parse_float(const std::string& s, const std::string& what) {
+  size_t used = 0;
+  float v = 0;
+  try {
+    v = std::stof(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (s.empty() || used != s.size() || !std::isfinite(v)) throw Error(what + " must be a number, got '" + s + "'");
+  return v;
+}
+
 inline int64_t parse_int(const std::string& s, const std::string& what, int64_t min, int64_t max) {
   size_t used = 0;
   long long v = 0;
@@ -77,30 +87,6 @@ inline int64_t parse_int(const std::string& s, const std::string& what, int64_t 
     throw Error(what + " must be an integer in " + std::to_string(min) + ".." +
                 std::to_string(max) + ", got '" + s + "'");
   return v;
-}
-
-// --backend: "ref" (the fp32 reference) or, in builds with oneDNN, "f32" (default), "bf16", "int8".
-inline std::string default_backend() {
-#ifdef TINYBERT_HAVE_ONEDNN
-  return "f32";
-#else
-  return "ref";
-#endif
-}
-
-// Calls fn(backend) with the backend that `name` selects.
-template <class Fn>
-int with_backend(const std::string& name, Fn&& fn) {
-  if (name == "ref") {
-    CpuRefBackend backend;
-    return fn(backend);
-  }
-#ifdef TINYBERT_HAVE_ONEDNN
-  OneDnnBackend backend(parse_precision(name));
-  return fn(backend);
-#else
-  throw Error("--backend " + name + ": this build has no oneDNN backend (use --backend ref)");
-#endif
 }
 
 }  // namespace tinybert::cli

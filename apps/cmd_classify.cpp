@@ -36,19 +36,6 @@ std::vector<std::string> read_label_file(const std::string& path) {
   return labels;
 }
 
-float parse_float(const std::string& s, const std::string& what) {
-  size_t used = 0;
-  float v = 0;
-  try {
-    v = std::stof(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (s.empty() || used != s.size() || !std::isfinite(v))
-    throw Error(what + " must be a number, got '" + s + "'");
-  return v;
-}
-
 }  // namespace
 
 int cmd_classify(const std::vector<std::string>& raw) {

@@ -32,15 +32,8 @@ json read_schema(const Args& args) {
 }
 
 float parse_threshold(const std::string& s) {
-  size_t used = 0;
-  float v = 0;
-  try {
-    v = std::stof(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != s.size() || s.empty() || !(v > 0.0f && v < 1.0f))
-    throw Error("--threshold must be a number in (0, 1), got '" + s + "'");
+  const float v = parse_float(s, "--threshold");
+  if (!(v > 0.0f && v < 1.0f)) throw Error("--threshold must be a number in (0, 1), got '" + s + "'");
   return v;
 }
 

@@ -95,7 +95,7 @@ int cmd_embed(const std::vector<std::string>& raw) {
   if (args.has("--normalize")) options.normalize = true;
   if (args.has("--no-normalize")) options.normalize = false;
   const auto texts = input_texts(args);
-  return with_backend(args.value("--backend", default_backend()), [&](auto& backend) {
+  return tinybert::with_backend(args.value("--backend", tinybert::default_backend()), [&](auto& backend) {
     using Backend = std::remove_reference_t<decltype(backend)>;
     const tinybert::Encoder encoder(model, backend);
     tinybert::Heads heads(model, backend);

@@ -15,9 +15,7 @@
 #include <vector>
 
 #include "convert.hpp"
-#ifdef TINYBERT_HAVE_ONEDNN
-#include "tinybert/backend/onednn.hpp"
-#endif
+#include "tinybert/backend/select.hpp"
 #include "tinybert/tinybert.hpp"
 
 using namespace tinybert;
@@ -150,17 +148,7 @@ int main(int argc, char** argv) {
                   tokens, windows, static_cast<long long>(max_seq_len), found, seconds[seconds.size() / 2], seconds[0], runs);
   return 0;
     };
-    const std::string backend_name = arg(args, "--backend", "ref");
-    if (backend_name == "ref") {
-      CpuRefBackend backend;
-      return evaluate(backend);
-    }
-#ifdef TINYBERT_HAVE_ONEDNN
-    OneDnnBackend backend(parse_precision(backend_name));
-    return evaluate(backend);
-#else
-    throw Error("--backend " + backend_name + ": built without oneDNN");
-#endif
+    return with_backend(arg(args, "--backend", "ref"), evaluate);
   } catch (const std::exception& e) {
     std::cerr << "quality_uie: error: " << e.what() << "\n";
     return 1;

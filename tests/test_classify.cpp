@@ -13,12 +13,6 @@ using nlohmann::json;
 
 namespace {
 
-std::unique_ptr<Model> convert_to_scratch(const std::filesystem::path& folder, const std::string& name) {
-  const auto out = test::scratch_dir("classify") / (name + ".tbw");
-  convert::convert_folder(folder, out.string(), convert::ConvertOptions{});
-  return std::make_unique<Model>(out.string());
-}
-
 const LabelScore& find_label(const ClassifyResult& r, const std::string& label) {
   for (const auto& s : r.labels)
     if (s.label == label) return s;
@@ -118,7 +112,7 @@ TEST_CASE("validation errors", "[classify]") {
 }
 
 TEST_CASE("classify: models of the wrong architecture or without an entailment label", "[classify]") {
-  const auto mlm = convert_to_scratch(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm");
+  const auto mlm = test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm");
   CpuRefBackend backend;
   CHECK_THROWS_WITH(ZeroShotClassifier<CpuRefBackend>(*mlm, backend), Catch::Contains("is a masked_lm model"));
 
@@ -135,12 +129,12 @@ TEST_CASE("classify: models of the wrong architecture or without an entailment l
   config["id2label"] = {{"0", "negative"}, {"1", "positive"}, {"2", "neutral"}};
   config["label2id"] = {{"negative", 0}, {"positive", 1}, {"neutral", 2}};
   std::ofstream(folder / "config.json") << config.dump();
-  const auto sentiment = convert_to_scratch(folder, "tiny-sentiment");
+  const auto sentiment = test::convert_model(folder, "tiny-sentiment");
   CHECK_THROWS_WITH(ZeroShotClassifier<CpuRefBackend>(*sentiment, backend), Catch::Contains("no entailment label"));
 }
 
 TEST_CASE("classify NLI mode matches PyTorch (tiny-nli, HF pipeline scoring)", "[classify][nli]") {
-  const auto model = convert_to_scratch(test::test_data_dir() / "tiny" / "tiny-nli", "tiny-nli");
+  const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-nli", "tiny-nli");
   const json golden = test::read_json(test::test_data_dir() / "tiny" / "tiny-nli" / "pairs_golden.json");
   CpuRefBackend backend;
   ZeroShotClassifier<CpuRefBackend> classifier(*model, backend);
@@ -186,7 +180,7 @@ TEST_CASE("classify NLI mode matches PyTorch (tiny-nli, HF pipeline scoring)", "
 }
 
 TEST_CASE("classify embedding mode on bge-small-zh: sports text, cache hits", "[classify][real][bge]") {
-  const auto model = convert_to_scratch(test::shared_path_or_skip("models/bge-small-zh-v1.5"), "bge-small-zh");
+  const auto model = test::convert_model(test::shared_path_or_skip("models/bge-small-zh-v1.5"), "bge-small-zh");
   CpuRefBackend backend;
   auto cache = std::make_shared<LabelCache>(16);
   ZeroShotClassifier<CpuRefBackend> classifier(*model, backend, cache);

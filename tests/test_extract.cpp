@@ -12,12 +12,6 @@ using nlohmann::json;
 
 namespace {
 
-std::unique_ptr<Model> convert_model(const std::filesystem::path& folder, const std::string& name) {
-  const auto out = test::scratch_dir("extract") / (name + ".tbw");
-  convert::convert_folder(folder, out.string(), convert::ConvertOptions{});
-  return std::make_unique<Model>(out.string());
-}
-
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -168,7 +162,7 @@ TEST_CASE("windows: spans across a border are merged and de-duplicated", "[extra
 
 TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", "[extract][tiny]") {
   using Catch::Matchers::Contains;
-  const auto model = convert_model(test::test_data_dir() / "tiny" / "tiny-uie", "tiny-uie");
+  const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-uie", "tiny-uie");
   CpuRefBackend backend;
   ExtractOptions options;
   options.threshold = 0.3f;  // random weights: a lower threshold so that something is found
@@ -228,7 +222,7 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
   bad.threshold = 1.5f;
   CHECK_THAT(error_of([&] { Extractor e(*model, backend, bad); }), Contains("threshold"));
 
-  const auto mlm = convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm");
+  const auto mlm = test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm");
   CHECK_THAT(error_of([&] { Extractor e(*mlm, backend); }), Contains("needs a uie model"));
 }
 
@@ -243,7 +237,7 @@ struct DemoUie {
 
 DemoUie open_demo_uie() {
   const auto folder = test::shared_path_or_skip("models/demo-uie");
-  return {convert_model(folder, "demo-uie"), test::read_json(folder / "reference_outputs.json")};
+  return {test::convert_model(folder, "demo-uie"), test::read_json(folder / "reference_outputs.json")};
 }
 
 ExtractOptions demo_options() {

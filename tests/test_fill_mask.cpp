@@ -13,12 +13,6 @@ using nlohmann::json;
 
 namespace {
 
-std::unique_ptr<Model> convert_model(const std::filesystem::path& folder, const std::string& name) {
-  const auto out = test::scratch_dir("fill_mask") / (name + ".tbw");
-  convert::convert_folder(folder, out.string(), convert::ConvertOptions{});
-  return std::make_unique<Model>(out.string());
-}
-
 // Everything one fill-mask call needs, for one model.
 struct Runner {
   std::unique_ptr<Model> model;
@@ -37,12 +31,12 @@ struct Runner {
 };
 
 Runner& tiny() {
-  static Runner runner(convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm"));
+  static Runner runner(test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm"));
   return runner;
 }
 
 Runner& demo() {
-  static Runner runner(convert_model(test::shared_path_or_skip("models/demo-mlm"), "demo-mlm"));
+  static Runner runner(test::convert_model(test::shared_path_or_skip("models/demo-mlm"), "demo-mlm"));
   return runner;
 }
 

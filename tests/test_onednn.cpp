@@ -14,12 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-std::unique_ptr<Model> convert_to_scratch(const std::filesystem::path& folder, const std::string& name) {
-  const auto out = test::scratch_dir("onednn") / (name + ".tbw");
-  convert::convert_folder(folder, out.string());
-  return std::make_unique<Model>(out.string());
-}
-
 Batch golden_batch(const json& golden) {
   Batch batch;
   for (const auto& seq : golden["sequences"])
@@ -62,7 +56,7 @@ std::pair<double, double> compare(const HostMatrix& hidden, const std::vector<do
 TEST_CASE("oneDNN backend matches the PyTorch goldens on the tiny models", "[onednn][tiny]") {
   for (const std::string name : {"tiny-bert", "tiny-ernie", "tiny-uie", "tiny-bert-onnx-int8"}) {
     const auto folder = test::test_data_dir() / "tiny" / name;
-    const auto model = convert_to_scratch(folder, name);
+    const auto model = test::convert_model(folder, name);
     const json golden = test::read_json(folder / "golden.json");
     const Batch batch = golden_batch(golden);
     const auto want = golden_hidden(golden);
@@ -83,7 +77,7 @@ TEST_CASE("oneDNN backend matches the PyTorch goldens on the tiny models", "[one
 
 TEST_CASE("oneDNN attention probabilities equal the reference's", "[onednn][attention]") {
   const auto folder = test::test_data_dir() / "tiny/tiny-bert";
-  const auto model = convert_to_scratch(folder, "tiny-bert-probs");
+  const auto model = test::convert_model(folder, "tiny-bert-probs");
   Batch batch;
   std::vector<int32_t> long_ids(60);  // several query blocks of 16, the last one partial
   for (size_t i = 0; i < long_ids.size(); ++i) long_ids[i] = static_cast<int32_t>(101 + i % 27);
@@ -108,7 +102,7 @@ TEST_CASE("oneDNN attention probabilities equal the reference's", "[onednn][atte
 
 TEST_CASE("oneDNN backend on bge-small-zh: CLS embeddings per precision", "[onednn][bge]") {
   const auto folder = test::shared_path_or_skip("models/bge-small-zh-v1.5");
-  const auto model = convert_to_scratch(folder, "bge");
+  const auto model = test::convert_model(folder, "bge");
   const json ref = test::read_json(folder / "reference_outputs.json");
   Batch batch;
   for (const auto& entry : ref["entries"]) batch.add(entry["input_ids"].get<std::vector<int32_t>>());

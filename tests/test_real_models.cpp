@@ -12,13 +12,8 @@ using nlohmann::json;
 
 namespace {
 
-std::unique_ptr<Model> convert_shared_model(const std::string& name, const std::string& dtype = "auto") {
-  const auto folder = test::shared_path_or_skip("models/" + name);
-  const auto out = test::scratch_dir("real") / (name + "-" + dtype + ".tbw");
-  convert::ConvertOptions options;
-  options.dtype = dtype;
-  convert::convert_folder(folder, out.string(), options);
-  return std::make_unique<Model>(out.string());
+std::unique_ptr<Model> convert_shared_model(const std::string& name) {
+  return test::convert_model(test::shared_path_or_skip("models/" + name), name);
 }
 
 double cosine(const float* a, const std::vector<double>& b) {

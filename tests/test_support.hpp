@@ -7,7 +7,11 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
+
+#include "convert.hpp"
+#include "tinybert/model.hpp"
 
 namespace tinybert::test {
 
@@ -40,6 +44,16 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   const auto dir = std::filesystem::temp_directory_path() / ("tinybert-test-" + std::to_string(::getpid())) / name;
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+// Converts a model folder to a .tbw in this test's scratch directory and opens it.
+inline std::unique_ptr<Model> convert_model(const std::filesystem::path& folder, const std::string& name,
+                                            const std::string& dtype = "auto") {
+  const auto out = scratch_dir("models") / (name + "-" + dtype + ".tbw");
+  convert::ConvertOptions options;
+  options.dtype = dtype;
+  convert::convert_folder(folder, out.string(), options);
+  return std::make_unique<Model>(out.string());
 }
 
 }  // namespace tinybert::test

@@ -20,11 +20,7 @@ struct TinyRun {
 
 TinyRun convert_and_open(const std::string& name, const std::string& dtype = "auto") {
   const auto folder = test::test_data_dir() / "tiny" / name;
-  const auto out = test::scratch_dir("tiny") / (name + "-" + dtype + ".tbw");
-  convert::ConvertOptions options;
-  options.dtype = dtype;
-  convert::convert_folder(folder, out.string(), options);
-  TinyRun run{std::make_unique<Model>(out.string()), test::read_json(folder / "golden.json"), {}};
+  TinyRun run{test::convert_model(folder, name, dtype), test::read_json(folder / "golden.json"), {}};
   for (const auto& seq : run.golden["sequences"]) {
     const auto ids = seq["input_ids"].get<std::vector<int32_t>>();
     const auto types = seq["token_type_ids"].get<std::vector<int32_t>>();

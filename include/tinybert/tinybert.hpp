@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tinybert/backend/cpu_ref.hpp"
+#include "tinybert/backend/select.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/config.hpp"
 #include "tinybert/describe.hpp"
