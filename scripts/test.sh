@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${TINYBERT_BUILD_DIR:-build}
 sanitize=${TINYBERT_SANITIZE:-OFF}
-build_type=Release
-[ "$sanitize" = ON ] && build_type=RelWithDebInfo
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$build_type -DTINYBERT_WERROR=ON -DTINYBERT_SANITIZE="$sanitize" >/dev/null
+build_type=Release bench=ON
+[ "$sanitize" = ON ] && build_type=RelWithDebInfo bench=OFF  # benchmarks are not tests
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=$build_type -DTINYBERT_WERROR=ON -DTINYBERT_SANITIZE="$sanitize" \
+  -DTINYBERT_BUILD_BENCH=$bench >/dev/null
 cmake --build "$build"
 ctest --test-dir "$build" --output-on-failure -j2

@@ -117,7 +117,7 @@ TEST_CASE("bad input gives one line on stderr and a non-zero exit", "[cli][error
   CHECK(run(kCli + " frobnicate").exit_code == 2);
 }
 
-TEST_CASE("tinybert classify and extract print JSON; bad requests are one-line errors", "[cli]") {
+TEST_CASE("tinybert classify and extract print JSON, and bad requests are one-line errors", "[cli]") {
   const std::string bert = convert_tiny("tiny-bert"), nli = convert_tiny("tiny-nli"), uie = convert_tiny("tiny-uie");
   const Run embedding = run(kCli + " classify --model " + bert + " --labels a,b " + quote("a b"));
   REQUIRE(embedding.exit_code == 0);
