@@ -108,7 +108,8 @@ TEST_CASE("fill-mask top-k: ordered, probabilities sum to at most 1, spans of th
   }
   options.top_k = r.model->config().vocab_size;  // the whole vocabulary sums to 1
   double sum = 0;
-  for (const auto& c : r.run({"我爱北[MASK]。"}, options)[0].masks[0].candidates) sum += c.probability;
+  const auto whole = r.run({"我爱北[MASK]。"}, options);  // keep it alive: the loop reads into it
+  for (const auto& c : whole[0].masks[0].candidates) sum += c.probability;
   CHECK(sum == Approx(1.0).epsilon(1e-5));
 }
 
