@@ -19,7 +19,6 @@ struct Weight {
 
   int64_t rows() const { return values.dim(0); }
   int64_t cols() const { return values.shape.size() > 1 ? values.dim(1) : 1; }
-  bool present() const { return values.data != nullptr || values.numel() == 0; }
 };
 
 struct LinearWeights {

@@ -280,11 +280,11 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
   }
 
   // 5. tokenizer
-  Tokenizer::from_vocab_text(vocab, tokenizer_options_from_json(tokenizer_settings_from_hf(tokenizer_config, config.max_position_embeddings)));
+  nlohmann::json tokenizer_json = tokenizer_settings_from_hf(tokenizer_config, config.max_position_embeddings);
+  Tokenizer::from_vocab_text(vocab, tokenizer_options_from_json(tokenizer_json));  // a bad vocab fails here
   writer.add("tokenizer.vocab", DType::u8, {static_cast<int64_t>(vocab.size())},
              std::vector<uint8_t>(vocab.begin(), vocab.end()));
   nlohmann::json config_json = config.to_json();
-  nlohmann::json tokenizer_json = tokenizer_settings_from_hf(tokenizer_config, config.max_position_embeddings);
   if (arch == Architecture::uie) {  // the model's own UIE decoding settings, when its folder has them
     if (hf.contains("max_seq_len") && hf["max_seq_len"].is_number_integer()) config_json["max_seq_len"] = hf["max_seq_len"];
     if (hf.contains("position_prob") && hf["position_prob"].is_number()) config_json["position_prob"] = hf["position_prob"];
