@@ -4,7 +4,8 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include "tinybert/backend/cpu_ref.hpp"
+#include "task_json.hpp"
+#include "tinybert/runner.hpp"
 #include "tinybert/tasks/classify.hpp"
 
 namespace tinybert::cli {
@@ -63,32 +64,23 @@ int cmd_classify(const std::vector<std::string>& raw) {
         static_cast<size_t>(parse_int(args.value("--max-labels"), "--max-labels", 1, 100000));
 
   const Model model(args.value("--model"));
-  return with_backend(args.value("--backend", default_backend()), [&](auto& backend) {
-    ZeroShotClassifier<std::remove_reference_t<decltype(backend)>> classifier(model, backend);
-    // Check labels and options before reading stdin, so a bad request fails at once.
-    validate_classify_request(
-        labels, options.label_template.value_or(classifier.default_template()), options);
-    const auto texts = input_texts(args);
-    const auto results = classifier.classify(texts, labels, options);
-    json out = json::array();
-    for (size_t t = 0; t < texts.size(); ++t) {
-      json scored = json::array();
-      for (const auto& s : results[t].labels) {
-        json entry = {{"label", s.label}, {"score", s.score}, {"selected", s.selected}};
-        if (classifier.mode() == ClassifyMode::embedding) entry["cosine"] = s.cosine;
-        scored.push_back(entry);
-      }
-      out.push_back({{"text", texts[t]}, {"labels", scored}});
-    }
-    std::cout << json{{"model", model.config().name},
-                      {"mode", classify_mode_name(classifier.mode())},
-                      {"template", options.label_template.value_or(classifier.default_template())},
-                      {"multi_label", options.multi_label},
-                      {"results", out}}
-                     .dump()
-              << "\n";
-    return 0;
-  });
+  const auto runner = make_runner(model, args.value("--backend", default_backend()));
+  ZeroShotClassifier classifier(*runner);
+  // Check labels and options before reading stdin, so a bad request fails at once.
+  validate_classify_request(labels, options.label_template.value_or(classifier.default_template()), options);
+  const auto texts = input_texts(args);
+  const auto results = classifier.classify(texts, labels, options);
+  json out = json::array();
+  for (size_t t = 0; t < texts.size(); ++t)
+    out.push_back(json{{"text", texts[t]}, {"labels", to_json(results[t], classifier.mode())}});
+  std::cout << json{{"model", model.config().name},
+                    {"mode", classify_mode_name(classifier.mode())},
+                    {"template", options.label_template.value_or(classifier.default_template())},
+                    {"multi_label", options.multi_label},
+                    {"results", out}}
+                   .dump()
+            << "\n";
+  return 0;
 }
 
 }  // namespace tinybert::cli

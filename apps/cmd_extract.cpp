@@ -54,12 +54,11 @@ int cmd_extract(const std::vector<std::string>& raw) {
     options.window_overlap = parse_int(args.value("--overlap"), "--overlap", 0, 1 << 20);
   options.english = args.has("--english");
   const Model model(args.value("--model"));
-  return with_backend(args.value("--backend", default_backend()), [&](auto& backend) {
-    Extractor extractor(model, backend, options);
-    const auto texts = input_texts(args);
-    std::cout << extractor.extract(texts, schema).dump() << "\n";
-    return 0;
-  });
+  const auto runner = make_runner(model, args.value("--backend", default_backend()));
+  const Extractor extractor(*runner, options);
+  const auto texts = input_texts(args);
+  std::cout << extractor.extract(texts, schema).dump() << "\n";
+  return 0;
 }
 
 }  // namespace tinybert::cli

@@ -6,55 +6,11 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "task_json.hpp"
 #include "tinybert/tinybert.hpp"
 
 namespace tinybert::cli {
 
-namespace {
-
-json candidate_json(const tinybert::TokenCandidate& c) {
-  return {{"token", c.token}, {"id", c.id}, {"probability", c.probability}};
-}
-
-json result_json(const std::string& text, const tinybert::FillMaskResult& r, bool joint,
-                 bool attribution) {
-  json masks = json::array();
-  for (const auto& m : r.masks) {
-    json candidates = json::array();
-    for (const auto& c : m.candidates) candidates.push_back(candidate_json(c));
-    json mask = {{"token_index", m.token_index},
-                 {"start", m.chars.start},
-                 {"end", m.chars.end},
-                 {"candidates", candidates}};
-    if (attribution) {
-      json attended = json::array();
-      for (const auto& a : m.attribution)
-        attended.push_back({{"token", a.token},
-                            {"token_index", a.token_index},
-                            {"start", a.chars.start},
-                            {"end", a.chars.end},
-                            {"weight", a.weight}});
-      mask["attribution"] = attended;
-    }
-    masks.push_back(mask);
-  }
-  json out = {{"text", text}, {"masks", masks}};
-  if (joint) {
-    json phrases = json::array();
-    for (const auto& p : r.phrases) {
-      json tokens = json::array();
-      for (const auto& t : p.tokens) tokens.push_back(candidate_json(t));
-      phrases.push_back({{"text", p.text},
-                         {"probability", p.probability},
-                         {"tokens", tokens},
-                         {"fill_order", p.fill_order}});
-    }
-    out["phrases"] = phrases;
-  }
-  return out;
-}
-
-}  // namespace
 
 int cmd_fill_mask(const std::vector<std::string>& raw) {
   const Args args =
@@ -74,18 +30,16 @@ int cmd_fill_mask(const std::vector<std::string>& raw) {
     throw Error(s);
   }
   const auto texts = input_texts(args);
-  return with_backend(args.value("--backend", default_backend()), [&](auto& backend) {
-    using Backend = std::remove_reference_t<decltype(backend)>;
-    const tinybert::Encoder encoder(model, backend);
-    tinybert::Heads heads(model, backend);
-    tinybert::Workspace<Backend> ws;
-    const auto results = tinybert::fill_mask(model, encoder, heads, ws, texts, options);
-    json out = json::array();
-    for (size_t i = 0; i < texts.size(); ++i)
-      out.push_back(result_json(texts[i], results[i], options.joint, options.attribution > 0));
-    std::cout << out.dump() << "\n";
-    return 0;
-  });
+  const auto runner = make_runner(model, args.value("--backend", default_backend()));
+  const auto results = tinybert::fill_mask(*runner, texts, options);
+  json out = json::array();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    json result = to_json(results[i], options.joint, options.attribution > 0);
+    result["text"] = texts[i];
+    out.push_back(std::move(result));
+  }
+  std::cout << out.dump() << "\n";
+  return 0;
 }
 
 }  // namespace tinybert::cli

@@ -19,7 +19,8 @@ using namespace tinybert::cli;
 const char* kUsage = R"(usage: tinybert COMMAND [options] [TEXT...]
 Texts come from the arguments, or one per line from stdin when none are given.
 embed, fill-mask, classify and extract take --backend ref|f32|bf16|int8 (default f32 on oneDNN;
-ref is the plain fp32 reference).
+ref is the plain fp32 reference; a CUDA build adds cuda-f16|cuda-bf16|cuda-int8, which run on
+the CPU when no GPU works).
 
   tokenize   --model M.tbw | --vocab vocab.txt [--lower-case|--no-lower-case]
              [--strip-accents|--no-strip-accents] [--no-chinese-chars]
@@ -95,19 +96,11 @@ int cmd_embed(const std::vector<std::string>& raw) {
   if (args.has("--normalize")) options.normalize = true;
   if (args.has("--no-normalize")) options.normalize = false;
   const auto texts = input_texts(args);
-  return tinybert::with_backend(args.value("--backend", tinybert::default_backend()), [&](auto& backend) {
-    using Backend = std::remove_reference_t<decltype(backend)>;
-    const tinybert::Encoder encoder(model, backend);
-    tinybert::Heads heads(model, backend);
-    tinybert::Workspace<Backend> ws;
-    const auto vectors = tinybert::embed_texts(model, encoder, heads, ws, texts, options);
-    std::cout << json{{"model", model.config().name},
-                      {"dim", model.config().hidden_size},
-                      {"embeddings", vectors}}
-                     .dump()
-              << "\n";
-    return 0;
-  });
+  const auto runner = tinybert::make_runner(model, args.value("--backend", tinybert::default_backend()));
+  const auto vectors = tinybert::embed_texts(*runner, texts, options);
+  std::cout << json{{"model", model.config().name}, {"dim", model.config().hidden_size}, {"embeddings", vectors}}.dump()
+            << "\n";
+  return 0;
 }
 
 int cmd_inspect(const std::vector<std::string>& raw) {

@@ -97,16 +97,13 @@ Dataset load_chnsenticorp(const std::filesystem::path& dir) {
 }
 
 struct Evaluator {
-  const Model& model;
-  Encoder<CpuRefBackend>& encoder;
-  Heads<CpuRefBackend>& heads;
-  Workspace<CpuRefBackend>& ws;
+  Runner& runner;
 
   std::vector<std::vector<float>> embed(const std::vector<std::string>& texts) {
     std::vector<std::vector<float>> out;
     for (size_t i = 0; i < texts.size(); i += 32) {
       const std::vector<std::string> chunk(texts.begin() + i, texts.begin() + std::min(texts.size(), i + 32));
-      for (auto& v : embed_texts(model, encoder, heads, ws, chunk)) out.push_back(std::move(v));
+      for (auto& v : embed_texts(runner, chunk)) out.push_back(std::move(v));
     }
     return out;
   }
@@ -147,11 +144,9 @@ int main(int argc, char** argv) {
     if (model_path.empty()) throw Error("usage: quality_classify --model M.tbw [--data DIR] [--limit N]");
     const Model model(model_path);
     CpuRefBackend backend;
-    Encoder<CpuRefBackend> encoder(model, backend);
-    Heads<CpuRefBackend> heads(model, backend);
-    Workspace<CpuRefBackend> ws;
-    Evaluator eval{model, encoder, heads, ws};
-    ZeroShotClassifier<CpuRefBackend> classifier(model, backend);
+    DirectRunner runner(model, backend);
+    Evaluator eval{runner};
+    ZeroShotClassifier classifier(runner);
 
     auto [tnews, tnews_labels] = load_tnews(std::filesystem::path(data) / "fewclue_tnews");
     struct Job {

@@ -38,8 +38,8 @@ std::vector<json> read_json_lines(const std::filesystem::path& path, size_t limi
 // (1) Each text: the tokens that are one CJK character are the candidates; 15 % of them
 // (rounded, at least 1) become [MASK], chosen by a Fisher-Yates shuffle from a fixed-seed
 // mt19937. Every target is [MASK] (no 10 % random / 10 % kept noise), as SOURCE.txt's eval.
-void masked_token_accuracy(const Model& model, const Encoder<CpuRefBackend>& encoder, Heads<CpuRefBackend>& heads,
-                           Workspace<CpuRefBackend>& ws, const std::filesystem::path& path, size_t limit) {
+void masked_token_accuracy(Runner& runner, const std::filesystem::path& path, size_t limit) {
+  const Model& model = runner.model();
   const auto rows = read_json_lines(path, limit);
   const Tokenizer& tokenizer = model.tokenizer();
   std::mt19937 rng(20240615);
@@ -84,7 +84,7 @@ void masked_token_accuracy(const Model& model, const Encoder<CpuRefBackend>& enc
   const size_t batch = 32;
   for (size_t b = 0; b < texts.size(); b += batch) {
     const std::vector<std::string> part(texts.begin() + b, texts.begin() + std::min(texts.size(), b + batch));
-    const auto results = fill_mask(model, encoder, heads, ws, part, options);
+    const auto results = fill_mask(runner, part, options);
     for (size_t i = 0; i < part.size(); ++i) {
       const auto& want = targets[b + i];
       if (results[i].masks.size() != want.size()) throw Error("mask count mismatch in " + part[i]);
@@ -105,8 +105,8 @@ void masked_token_accuracy(const Model& model, const Encoder<CpuRefBackend>& enc
 // right contexts tokenized separately and cut to 128 tokens in all, balanced around the blank;
 // score of a candidate = sum over its 4 characters of the log-softmax at the 4 masks
 // (a character outside the vocabulary scores as [UNK]); the best of 7, first on ties.
-void chid_accuracy(const Model& model, const Encoder<CpuRefBackend>& encoder, Heads<CpuRefBackend>& heads,
-                   Workspace<CpuRefBackend>& ws, const std::filesystem::path& path, size_t limit) {
+void chid_accuracy(Runner& runner, const std::filesystem::path& path, size_t limit) {
+  const Model& model = runner.model();
   const auto rows = read_json_lines(path, limit);
   const Tokenizer& tokenizer = model.tokenizer();
   const int64_t vocab = model.config().vocab_size;
@@ -114,8 +114,8 @@ void chid_accuracy(const Model& model, const Encoder<CpuRefBackend>& encoder, He
   size_t correct = 0, unk_candidates = 0;
   const size_t batch_size = 16;
   for (size_t b = 0; b < rows.size(); b += batch_size) {
-    Batch batch;
-    std::vector<int64_t> mask_rows;
+    ForwardRequest request;
+    request.head.kind = HeadKind::mlm_logits;
     const size_t end = std::min(rows.size(), b + batch_size);
     for (size_t r = b; r < end; ++r) {
       const std::string content = rows[r]["content"].get<std::string>();
@@ -130,15 +130,14 @@ void chid_accuracy(const Model& model, const Encoder<CpuRefBackend>& encoder, He
       std::vector<int32_t> ids{tokenizer.cls_id()};
       ids.insert(ids.end(), left.ids.end() - nl, left.ids.end());
       for (int k = 0; k < 4; ++k) {
-        mask_rows.push_back(batch.num_tokens() + static_cast<int64_t>(ids.size()));
+        request.rows.push_back(request.batch.num_tokens() + static_cast<int64_t>(ids.size()));
         ids.push_back(tokenizer.mask_id());
       }
       ids.insert(ids.end(), right.ids.begin(), right.ids.begin() + nr);
       ids.push_back(tokenizer.sep_id());
-      batch.add(ids);
+      request.batch.add(ids);
     }
-    encoder.forward(batch, ws);
-    const std::vector<float> logits = heads.mlm_logits(ws.hidden, mask_rows);
+    const std::vector<float> logits = runner.run(std::move(request)).values;
     for (size_t r = b; r < end; ++r) {
       // log-softmax of the 4 mask rows
       std::vector<double> log_norm(4);
@@ -195,11 +194,9 @@ int main(int argc, char** argv) {
     }
     const Model model(model_path);
     CpuRefBackend backend;
-    const Encoder encoder(model, backend);
-    Heads heads(model, backend);
-    Workspace<CpuRefBackend> ws;
-    masked_token_accuracy(model, encoder, heads, ws, shared / "data/cluener2020/dev.json", limit);
-    chid_accuracy(model, encoder, heads, ws, shared / "data/fewclue_chid/test_public.json", limit);
+    DirectRunner runner(model, backend);
+    masked_token_accuracy(runner, shared / "data/cluener2020/dev.json", limit);
+    chid_accuracy(runner, shared / "data/fewclue_chid/test_public.json", limit);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "quality_fill_mask: %s\n", e.what());
     return 1;

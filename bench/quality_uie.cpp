@@ -82,10 +82,11 @@ int main(int argc, char** argv) {
 
     // The timing uses the backend chosen with --backend; the scores are the same on every
     // fp32 backend (the quality table above was made with the reference).
-    const auto evaluate = [&](auto& backend) {
+    {
       ExtractOptions options;
       options.max_seq_len = max_seq_len;
-      Extractor extractor(model, backend, options);
+      const auto runner = make_runner(model, arg(args, "--backend", "ref"));
+      const Extractor extractor(*runner, options);
 
       std::map<std::string, Counts> per_type;
       const auto t0 = std::chrono::steady_clock::now();
@@ -146,9 +147,8 @@ int main(int argc, char** argv) {
       std::printf("\n2,500-character document (%zu text tokens, %zu windows of %lld tokens per label), 5 labels, %zu spans: "
                   "median %.3f s, best %.3f s over %d runs\n",
                   tokens, windows, static_cast<long long>(max_seq_len), found, seconds[seconds.size() / 2], seconds[0], runs);
-  return 0;
-    };
-    return with_backend(arg(args, "--backend", "ref"), evaluate);
+    }
+    return 0;
   } catch (const std::exception& e) {
     std::cerr << "quality_uie: error: " << e.what() << "\n";
     return 1;

@@ -1,26 +1,21 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian machine, builds tinybert, converts the default models from
-# ../shared/models and runs each of them once.
+# Sets up a fresh Debian machine, builds tinybert, converts the default models
+# (scripts/get_models.sh) and starts tinybert-server with its web page:
+#   http://${HOST:-127.0.0.1}:${PORT:-8080}/      (Ctrl-C or SIGTERM stops it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build
-mkdir -p models
-shared=../shared/models
-for m in bge-small-zh-v1.5 demo-mlm demo-uie; do
-  if [ -d "$shared/$m" ]; then
-    build/tools/convert/tinybert-convert "$shared/$m" "models/$m.tbw"
-  else
-    echo "quickstart: $shared/$m not found; skipping that model" >&2
-  fi
-done
-if [ -f models/demo-mlm.tbw ]; then
-  echo "== fill-mask (demo-mlm)"
-  build/apps/tinybert fill-mask --model models/demo-mlm.tbw --top-k 3 "床前明月光，疑是地[MASK]霜。"
+bash scripts/get_models.sh
+args=()
+[ -f models/bge-small-zh-v1.5.tbw ] && args+=(--model bge=models/bge-small-zh-v1.5.tbw)
+[ -f models/demo-mlm.tbw ] && args+=(--model mlm=models/demo-mlm.tbw)
+[ -f models/demo-uie.tbw ] && args+=(--model uie=models/demo-uie.tbw)
+if [ ${#args[@]} -eq 0 ]; then
+  echo "quickstart: no model could be converted" >&2
+  exit 1
 fi
-if [ -f models/bge-small-zh-v1.5.tbw ]; then
-  echo "== embed (bge-small-zh-v1.5): first 4 of 512 dims"
-  build/apps/tinybert embed --model models/bge-small-zh-v1.5.tbw "今天天气真好。" |
-    sed -E 's/("embeddings":\[\[)([^,]*,[^,]*,[^,]*,[^,]*),.*/\1\2, ...]]}/'
-fi
+echo "quickstart: open http://${HOST:-127.0.0.1}:${PORT:-8080}/ in a browser"
+exec build/apps/server/tinybert-server "${args[@]}" --host "${HOST:-127.0.0.1}" --port "${PORT:-8080}" \
+  --backend "${BACKEND:-int8}"

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages tinybert needs to build and test (run as root on Debian 12).
+# Installs what tinybert needs to build and test (run as root on Debian 12): the Debian packages,
+# and playwright-core for the browser test of the server's web page (npm, pinned in
+# tests/browser/package-lock.json).
 set -euo pipefail
-packages=(cmake g++ ninja-build pkg-config libeigen3-dev libutf8proc-dev nlohmann-json3-dev catch2 libdnnl-dev)
+cd "$(dirname "$0")/.."
+packages=(cmake g++ ninja-build pkg-config libeigen3-dev libutf8proc-dev nlohmann-json3-dev catch2 libdnnl-dev
+          libcpp-httplib-dev chromium fonts-wqy-microhei curl)
+# A Node.js installed outside Debian's packages (node and npm on PATH) is as good as Debian's.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,4 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-echo "setup: build dependencies present"
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "setup: installing playwright-core for the browser test"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+echo "setup: build and test dependencies present"

@@ -1,12 +1,16 @@
 // Zero-shot classification: label cache, scoring, validation, NLI mode against a PyTorch golden
-// (tests/tools/make_nli_golden.py) and embedding mode end to end on bge-small-zh.
+// (tests/tools/make_nli_golden.py), embedding mode end to end on bge-small-zh, and one classifier
+// shared by several threads.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <exception>
+#include <thread>
 
 #include "convert.hpp"
 #include "test_support.hpp"
-#include "tinybert/tasks/classify.hpp"
 #include "tinybert/backend/cpu_ref.hpp"
+#include "tinybert/runner.hpp"
+#include "tinybert/tasks/classify.hpp"
 
 using namespace tinybert;
 using nlohmann::json;
@@ -18,6 +22,29 @@ const LabelScore& find_label(const ClassifyResult& r, const std::string& label) 
     if (s.label == label) return s;
   FAIL("label " << label << " missing from the result");
   throw std::logic_error("unreachable");
+}
+
+// Calls call(i) for every request i from 4 threads at once, each thread starting at another
+// request and going round twice; returns what each thread got per request. Catch's macros are
+// not thread-safe, so the caller checks afterwards.
+template <class Call>
+auto results_from_threads(size_t requests, Call call) {
+  constexpr size_t kThreads = 4;
+  std::vector<std::vector<decltype(call(size_t{0}))>> got(kThreads, std::vector<decltype(call(size_t{0}))>(requests));
+  std::vector<std::exception_ptr> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      try {
+        for (size_t k = 0; k < 2 * requests; ++k) got[t][(t + k) % requests] = call((t + k) % requests);
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
+  return got;
 }
 
 }  // namespace
@@ -114,7 +141,8 @@ TEST_CASE("validation errors", "[classify]") {
 TEST_CASE("classify: models of the wrong architecture or without an entailment label", "[classify]") {
   const auto mlm = test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm");
   CpuRefBackend backend;
-  CHECK_THROWS_WITH(ZeroShotClassifier<CpuRefBackend>(*mlm, backend), Catch::Contains("is a masked_lm model"));
+  DirectRunner mlm_runner(*mlm, backend);
+  CHECK_THROWS_WITH(ZeroShotClassifier(mlm_runner), Catch::Contains("is a masked_lm model"));
 
   // tiny-nli with its labels renamed: a sequence classifier that is not an NLI model.
   const auto folder = test::scratch_dir("classify") / "tiny-sentiment";
@@ -130,14 +158,16 @@ TEST_CASE("classify: models of the wrong architecture or without an entailment l
   config["label2id"] = {{"negative", 0}, {"positive", 1}, {"neutral", 2}};
   std::ofstream(folder / "config.json") << config.dump();
   const auto sentiment = test::convert_model(folder, "tiny-sentiment");
-  CHECK_THROWS_WITH(ZeroShotClassifier<CpuRefBackend>(*sentiment, backend), Catch::Contains("no entailment label"));
+  DirectRunner sentiment_runner(*sentiment, backend);
+  CHECK_THROWS_WITH(ZeroShotClassifier(sentiment_runner), Catch::Contains("no entailment label"));
 }
 
 TEST_CASE("classify NLI mode matches PyTorch (tiny-nli, HF pipeline scoring)", "[classify][nli]") {
   const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-nli", "tiny-nli");
   const json golden = test::read_json(test::test_data_dir() / "tiny" / "tiny-nli" / "pairs_golden.json");
   CpuRefBackend backend;
-  ZeroShotClassifier<CpuRefBackend> classifier(*model, backend);
+  DirectRunner runner(*model, backend);
+  ZeroShotClassifier classifier(runner);
   REQUIRE(classifier.mode() == ClassifyMode::nli);
   constexpr double kTolerance = 1e-5;
   for (const json& c : golden["cases"]) {
@@ -183,7 +213,8 @@ TEST_CASE("classify embedding mode on bge-small-zh: sports text, cache hits", "[
   const auto model = test::convert_model(test::shared_path_or_skip("models/bge-small-zh-v1.5"), "bge-small-zh");
   CpuRefBackend backend;
   auto cache = std::make_shared<LabelCache>(16);
-  ZeroShotClassifier<CpuRefBackend> classifier(*model, backend, cache);
+  DirectRunner runner(*model, backend);
+  ZeroShotClassifier classifier(runner, cache);
   REQUIRE(classifier.mode() == ClassifyMode::embedding);
   const std::vector<std::string> labels = {"体育", "财经", "科技", "娱乐"};
   const std::vector<std::string> texts = {"今天的足球比赛非常精彩", "央行宣布下调存款准备金率"};
@@ -228,4 +259,39 @@ TEST_CASE("classify embedding mode on bge-small-zh: sports text, cache hits", "[
   CHECK(m[0].labels[0].selected);
   CHECK(m[0].labels[0].score > 0.5f);
   for (size_t i = 1; i < m[0].labels.size(); ++i) CHECK(m[0].labels[i].selected == (m[0].labels[i].cosine >= *multi.threshold));
+}
+
+TEST_CASE("classify from 4 threads on one runner and one classifier equals serial calls", "[classify][threads]") {
+  struct Request {
+    std::vector<std::string> texts, labels;
+    ClassifyOptions options;
+  };
+  ClassifyOptions multi, plain_template;
+  multi.multi_label = true;
+  plain_template.label_template = "{}";
+  const std::vector<Request> requests = {
+      {{"北京天气好", "我爱中国"}, {"体育", "财经", "科技"}, {}},
+      {{"2024 中国"}, {"好", "不好"}, multi},
+      {{"北京", "天气", "我爱北京"}, {"体育", "财经", "科技", "好"}, plain_template},
+      {{"中国的首都是北京。"}, {"财经", "体育"}, multi},
+  };
+  for (const char* name : {"tiny-bert", "tiny-nli"}) {
+    INFO(name);
+    const auto model = test::convert_model(test::test_data_dir() / "tiny" / name, name);
+    CpuRefBackend backend;
+    DirectRunner runner(*model, backend);
+    ZeroShotClassifier classifier(runner);
+    const auto classify = [&](size_t i) {
+      return classifier.classify(requests[i].texts, requests[i].labels, requests[i].options);
+    };
+    // Embedding mode: a label embedded beside other texts may differ in the last bit, so the serial
+    // reference is taken with every label cached, as the threads then find them.
+    for (size_t i = 0; i < requests.size(); ++i) classify(i);
+    std::vector<std::vector<ClassifyResult>> serial;
+    for (size_t i = 0; i < requests.size(); ++i) serial.push_back(classify(i));
+    const auto threaded = results_from_threads(requests.size(), classify);
+    for (const auto& per_thread : threaded)
+      for (size_t i = 0; i < requests.size(); ++i) CHECK(per_thread[i] == serial[i]);
+    CHECK(serial[0][0].labels.size() == 3);
+  }
 }

@@ -1,7 +1,10 @@
 // UIE extraction: schema parsing, prompts, windows, merging and decoding on small fixtures; the
-// Extractor end to end on the tiny UIE model and on ../shared/models/demo-uie's reference cases.
+// Extractor end to end on the tiny UIE model and on ../shared/models/demo-uie's reference cases,
+// and one extractor shared by several threads.
 #include <catch2/catch.hpp>
+#include <exception>
 #include <set>
+#include <thread>
 
 #include "convert.hpp"
 #include "test_support.hpp"
@@ -32,6 +35,29 @@ std::string substr_chars(const std::string& text, int64_t start, int64_t end) {
   const auto decoded = detail::decode_utf8(text);
   const size_t b = decoded.byte_starts[static_cast<size_t>(start)], e = decoded.byte_starts[static_cast<size_t>(end)];
   return text.substr(b, e - b);
+}
+
+// Calls call(i) for every request i from 4 threads at once, each thread starting at another
+// request and going round twice; returns what each thread got per request. Catch's macros are
+// not thread-safe, so the caller checks afterwards.
+template <class Call>
+auto results_from_threads(size_t requests, Call call) {
+  constexpr size_t kThreads = 4;
+  std::vector<std::vector<decltype(call(size_t{0}))>> got(kThreads, std::vector<decltype(call(size_t{0}))>(requests));
+  std::vector<std::exception_ptr> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      try {
+        for (size_t k = 0; k < 2 * requests; ++k) got[t][(t + k) % requests] = call((t + k) % requests);
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
+  return got;
 }
 
 }  // namespace
@@ -164,9 +190,10 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
   using Catch::Matchers::Contains;
   const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-uie", "tiny-uie");
   CpuRefBackend backend;
+  DirectRunner runner(*model, backend);
   ExtractOptions options;
   options.threshold = 0.3f;  // random weights: a lower threshold so that something is found
-  Extractor extractor(*model, backend, options);
+  const Extractor extractor(runner, options);
   CHECK(extractor.max_seq_len() == std::min<int64_t>(512, model->max_length()));
 
   const Schema schema = parse_schema(json::parse(R"([{"a": ["b", "c[x,y]"]}, "d"])"));
@@ -194,7 +221,7 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
   ExtractOptions small = options;
   small.max_seq_len = 12;
   small.window_overlap = 4;
-  Extractor windowed(*model, backend, small);
+  const Extractor windowed(runner, small);
   std::string long_text;
   for (int i = 0; i < 20; ++i) long_text += "a b c d e ";
   const auto long_result = windowed.run({long_text}, parse_schema(json("d")));
@@ -211,19 +238,42 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
   ExtractOptions tight = options;
   tight.max_text_chars = 5;
   tight.max_prompts = 3;
-  Extractor limited(*model, backend, tight);
+  const Extractor limited(runner, tight);
   CHECK_THAT(error_of([&] { limited.run({"a b c d e f"}, schema); }), Contains("text 0") && Contains("at most 5"));
   CHECK_THAT(error_of([&] { limited.run({"a", "b"}, schema); }), Contains("needs 4 prompts (limit 3)"));
   ExtractOptions tiny_window = options;
   tiny_window.max_seq_len = 5;
-  Extractor cramped(*model, backend, tiny_window);
+  const Extractor cramped(runner, tiny_window);
   CHECK_THAT(error_of([&] { cramped.run({"a b"}, parse_schema(json("a b c"))); }), Contains("no room for text"));
   ExtractOptions bad = options;
   bad.threshold = 1.5f;
-  CHECK_THAT(error_of([&] { Extractor e(*model, backend, bad); }), Contains("threshold"));
+  CHECK_THAT(error_of([&] { Extractor e(runner, bad); }), Contains("threshold"));
 
   const auto mlm = test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm");
-  CHECK_THAT(error_of([&] { Extractor e(*mlm, backend); }), Contains("needs a uie model"));
+  DirectRunner mlm_runner(*mlm, backend);
+  CHECK_THAT(error_of([&] { Extractor e(mlm_runner); }), Contains("needs a uie model"));
+}
+
+TEST_CASE("extract from 4 threads on one runner and one extractor equals serial calls", "[extract][tiny][threads]") {
+  const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-uie", "tiny-uie");
+  CpuRefBackend backend;
+  DirectRunner runner(*model, backend);
+  ExtractOptions options;
+  options.threshold = 0.3f;  // random weights: a lower threshold so that something is found
+  options.max_seq_len = 12;  // long texts run in several windows
+  const Extractor extractor(runner, options);
+  const std::vector<std::pair<std::vector<std::string>, Schema>> requests = {
+      {{"a b c d e", "b c d e f g h a b c d"}, parse_schema(json::parse(R"([{"a": ["b", "c[x,y]"]}, "d"])"))},
+      {{"e d c b a e d c b a e d c b a"}, parse_schema(json::parse(R"(["a", "b c"])"))},
+      {{"c", "d e"}, parse_schema(json::parse(R"({"d": ["e"]})"))},
+  };
+  const auto extract = [&](size_t i) { return extractor.extract(requests[i].first, requests[i].second); };
+  std::vector<json> serial;
+  for (size_t i = 0; i < requests.size(); ++i) serial.push_back(extract(i));
+  const auto threaded = results_from_threads(requests.size(), extract);
+  for (const auto& per_thread : threaded)
+    for (size_t i = 0; i < requests.size(); ++i) CHECK(per_thread[i] == serial[i]);
+  CHECK(serial[0][0].size() > 0);  // something was found, so equal results say something
 }
 
 // ---- demo-uie (../shared) ---------------------------------------------------------------------
@@ -269,7 +319,8 @@ TEST_CASE("demo-uie: the 14 reference cases give the same spans through the extr
     if (std::find(prompts.begin(), prompts.end(), c["prompt"]) == prompts.end()) prompts.push_back(c["prompt"]);
   }
   CpuRefBackend backend;
-  Extractor extractor(*demo.model, backend, demo_options());
+  DirectRunner runner(*demo.model, backend);
+  const Extractor extractor(runner, demo_options());
   const auto results = extractor.run(texts, parse_schema(prompts));
   size_t spans_checked = 0;
   for (const auto& c : cases) {
@@ -298,7 +349,8 @@ TEST_CASE("demo-uie: a long text in windows finds the entities of its short part
   for (const auto& c : demo.reference["cases"])
     if (std::find(parts.begin(), parts.end(), c["text"]) == parts.end()) parts.push_back(c["text"]);
   CpuRefBackend backend;
-  Extractor extractor(*demo.model, backend, demo_options());
+  DirectRunner runner(*demo.model, backend);
+  const Extractor extractor(runner, demo_options());
   const Schema schema = parse_schema(json::parse(R"(["人名", "地址"])"));
   const auto short_results = extractor.run(parts, schema);
 
@@ -346,7 +398,8 @@ TEST_CASE("demo-uie: a long text in windows finds the entities of its short part
 TEST_CASE("demo-uie: a relation schema runs both levels with child prompts", "[extract][real]") {
   const DemoUie demo = open_demo_uie();
   CpuRefBackend backend;
-  Extractor extractor(*demo.model, backend, demo_options());
+  DirectRunner runner(*demo.model, backend);
+  const Extractor extractor(runner, demo_options());
   const std::string text = "张三在北京大学工作，他是一名教授。";
   const auto results = extractor.run({text}, parse_schema(json::parse(R"([{"人名": ["职位", "情感倾向[正向，负向]"]}])")));
   REQUIRE(results[0].count("人名"));

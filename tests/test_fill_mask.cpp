@@ -13,31 +13,48 @@ using nlohmann::json;
 
 namespace {
 
+// A DirectRunner that also keeps what each forward pass asked for and got back, without the
+// logits (the passes of the last fill_mask call; clear() before a call).
+class RecordingRunner final : public Runner {
+ public:
+  struct Pass {
+    ForwardRequest request;
+    std::vector<float> attention;
+  };
+  RecordingRunner(const Model& model, CpuRefBackend& backend) : direct_(model, backend) {}
+  const Model& model() const override { return direct_.model(); }
+  ForwardResult run(ForwardRequest request) override {
+    ForwardResult result = direct_.run(request);
+    passes.push_back({std::move(request), result.attention});
+    return result;
+  }
+  std::vector<Pass> passes;
+
+ private:
+  DirectRunner<CpuRefBackend> direct_;
+};
+
 // Everything one fill-mask call needs, for one model.
-struct Runner {
+struct MlmFixture {
   std::unique_ptr<Model> model;
   CpuRefBackend backend;
-  std::unique_ptr<Encoder<CpuRefBackend>> encoder;
-  std::unique_ptr<Heads<CpuRefBackend>> heads;
-  Workspace<CpuRefBackend> ws;
+  RecordingRunner runner;
 
-  explicit Runner(std::unique_ptr<Model> m) : model(std::move(m)) {
-    encoder = std::make_unique<Encoder<CpuRefBackend>>(*model, backend);
-    heads = std::make_unique<Heads<CpuRefBackend>>(*model, backend);
-  }
+  explicit MlmFixture(std::unique_ptr<Model> m) : model(std::move(m)), runner(*model, backend) {}
   std::vector<FillMaskResult> run(const std::vector<std::string>& texts, const FillMaskOptions& options = {}) {
-    return fill_mask(*model, *encoder, *heads, ws, texts, options);
+    runner.passes.clear();
+    return fill_mask(runner, texts, options);
   }
 };
 
-Runner& tiny() {
-  static Runner runner(test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm"));
-  return runner;
+MlmFixture& tiny() {
+  static MlmFixture fixture(test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm"));
+  return fixture;
 }
 
-Runner& demo() {
-  static Runner runner(test::convert_model(test::shared_path_or_skip("models/demo-mlm"), "demo-mlm"));
-  return runner;
+MlmFixture& demo() {
+  static MlmFixture fixture(test::convert_model(test::shared_path_or_skip("models/demo-mlm"), "demo-mlm"));
+  return fixture;
 }
 
 std::string repeat(const std::string& piece, int n) {
@@ -49,7 +66,7 @@ std::string repeat(const std::string& piece, int n) {
 }  // namespace
 
 TEST_CASE("fill-mask validation names the line and the character", "[fill_mask]") {
-  Runner& r = tiny();
+  MlmFixture& r = tiny();
   const Tokenizer& tok = r.model->tokenizer();
   using Catch::Contains;
   CHECK(validate_mask_text(tok, "中[MASK]国[MASK]", 1, 16) == 2);
@@ -82,7 +99,7 @@ TEST_CASE("fill-mask validation names the line and the character", "[fill_mask]"
 }
 
 TEST_CASE("fill-mask top-k: ordered, probabilities sum to at most 1, spans of the masks", "[fill_mask]") {
-  Runner& r = tiny();
+  MlmFixture& r = tiny();
   FillMaskOptions options;
   options.top_k = 10;
   const auto results = r.run({"我爱北[MASK]。", "[MASK]天气[MASK]好"}, options);
@@ -114,26 +131,31 @@ TEST_CASE("fill-mask top-k: ordered, probabilities sum to at most 1, spans of th
 }
 
 TEST_CASE("fill-mask records attention only when attribution is asked for", "[fill_mask]") {
-  Runner& r = tiny();
+  MlmFixture& r = tiny();
   FillMaskOptions with;
   with.attribution = 3;
   const std::vector<std::string> texts = {"我爱北[MASK]。", "[MASK]天气好"};
   r.run(texts, with);
   const int64_t heads = r.model->config().num_heads;
-  CHECK(static_cast<int64_t>(r.ws.last_attention.size()) == heads * (7 * 7 + 6 * 6));
-  CHECK_FALSE(r.ws.record_last_attention);
-  r.run(texts);  // fast path: nothing recorded, nothing stale left
-  CHECK(r.ws.last_attention.empty());
-  CHECK_FALSE(r.ws.record_last_attention);
-  // and a plain forward after that records nothing either
-  Batch batch;
-  batch.add(r.model->tokenizer().encode("我爱北[MASK]。").ids);
-  r.encoder->forward(batch, r.ws);
-  CHECK(r.ws.last_attention.empty());
+  REQUIRE(r.runner.passes.size() == 1);  // both texts in one forward pass
+  CHECK(r.runner.passes[0].request.record_attention);
+  CHECK(r.runner.passes[0].request.rows == std::vector<int64_t>{4, 7 + 1});
+  CHECK(static_cast<int64_t>(r.runner.passes[0].attention.size()) == heads * (7 * 7 + 6 * 6));
+  r.run(texts);  // fast path: nothing recorded
+  REQUIRE(r.runner.passes.size() == 1);
+  CHECK_FALSE(r.runner.passes[0].request.record_attention);
+  CHECK(r.runner.passes[0].attention.empty());
+  // joint filling: one more pass per further mask, and only the first pass records
+  with.joint = true;
+  r.run({"我[MASK][MASK]", "中[MASK]"}, with);
+  REQUIRE(r.runner.passes.size() == 2);
+  CHECK(r.runner.passes[0].request.record_attention);
+  CHECK_FALSE(r.runner.passes[1].request.record_attention);
+  CHECK(r.runner.passes[1].attention.empty());
 }
 
 TEST_CASE("fill-mask attribution: top-n context tokens with weights and character spans", "[fill_mask]") {
-  Runner& r = tiny();
+  MlmFixture& r = tiny();
   FillMaskOptions options;
   options.attribution = 3;
   const std::string text = "我爱[MASK]北京，[MASK]天气好。";
@@ -167,7 +189,7 @@ TEST_CASE("fill-mask attribution: top-n context tokens with weights and characte
 }
 
 TEST_CASE("joint filling: phrase structure, one mask equals plain top-k, packing does not matter", "[fill_mask]") {
-  Runner& r = tiny();
+  MlmFixture& r = tiny();
   FillMaskOptions plain, joint;
   plain.top_k = joint.top_k = 4;
   joint.joint = true;
@@ -230,7 +252,7 @@ TEST_CASE("joint filling: phrase structure, one mask equals plain top-k, packing
 }
 
 TEST_CASE("demo-mlm joint filling of 中国的首都是[MASK][MASK]。", "[fill_mask][real]") {
-  Runner& r = demo();
+  MlmFixture& r = demo();
   FillMaskOptions options;
   options.top_k = 5;
   options.joint = true;
@@ -254,7 +276,7 @@ TEST_CASE("demo-mlm joint filling of 中国的首都是[MASK][MASK]。", "[fill_
 }
 
 TEST_CASE("demo-mlm attribution matches the PyTorch last-layer attention within 1e-5", "[fill_mask][real]") {
-  Runner& r = demo();
+  MlmFixture& r = demo();
   const json golden = test::read_json(test::test_data_dir() / "fill_mask_attention_golden.json");
   std::vector<std::string> texts;
   for (const auto& c : golden["cases"]) texts.push_back(c["text"].get<std::string>());

@@ -42,11 +42,11 @@ TEST_CASE("bge-small-zh from ONNX int8: tokens and CLS embeddings match the fp32
     batch.add(e.ids, e.type_ids);
   }
   CpuRefBackend backend;
-  const Encoder encoder(*model, backend);
-  Heads heads(*model, backend);
-  Workspace<CpuRefBackend> ws;
-  encoder.forward(batch, ws);  // all 13 sentences (8..188 tokens) in one packed batch
-  const auto cls = heads.pool(ws.hidden, batch, Pooling::cls, false);
+  DirectRunner runner(*model, backend);
+  ForwardRequest request;
+  request.batch = batch;  // all 13 sentences (8..188 tokens) in one packed batch
+  request.head = {HeadKind::pooled, Pooling::cls, false};
+  const auto cls = runner.run(request).values;
   const int64_t hidden = model->config().hidden_size;
   double worst_cosine = 1, worst_abs = 0;
   for (size_t i = 0; i < ref["entries"].size(); ++i) {
@@ -69,10 +69,8 @@ TEST_CASE("demo MLM from pytorch_model.bin: top-5 tokens and probabilities match
     REQUIRE(model->tokenizer().encode(texts[i], 512).ids == ref["cases"][i]["input_ids"].get<std::vector<int32_t>>());
 
   CpuRefBackend backend;
-  const Encoder encoder(*model, backend);
-  Heads heads(*model, backend);
-  Workspace<CpuRefBackend> ws;
-  const auto results = fill_mask(*model, encoder, heads, ws, texts, 5);  // one packed batch
+  DirectRunner runner(*model, backend);
+  const auto results = fill_mask(runner, texts, 5);  // one packed batch
   double worst = 0;
   size_t masks = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
@@ -113,11 +111,11 @@ TEST_CASE("demo UIE from Paddle-layout safetensors: probabilities, spans and off
     encodings.push_back(std::move(e));
   }
   CpuRefBackend backend;
-  const Encoder encoder(*model, backend);
-  Heads heads(*model, backend);
-  Workspace<CpuRefBackend> ws;
-  encoder.forward(batch, ws);
-  const auto probs = heads.uie_probabilities(ws.hidden);
+  DirectRunner runner(*model, backend);
+  ForwardRequest request;
+  request.batch = batch;
+  request.head.kind = HeadKind::uie_spans;
+  const ForwardResult probs = runner.run(request);
   double worst = 0;
   for (size_t i = 0; i < ref["cases"].size(); ++i) {
     const auto& c = ref["cases"][i];

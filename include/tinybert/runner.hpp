@@ -111,6 +111,21 @@ class DirectRunner final : public Runner {
   std::mutex mutex_;
 };
 
+// A runner that owns its backend, for programs that hold runners of several models by pointer.
+template <class Backend>
+class OwningRunner final : public Runner {
+ public:
+  template <class... BackendArgs>
+  explicit OwningRunner(const Model& model, BackendArgs&&... args)
+      : backend_(std::forward<BackendArgs>(args)...), runner_(model, backend_) {}
+  ForwardResult run(ForwardRequest request) override { return runner_.run(std::move(request)); }
+  const Model& model() const override { return runner_.model(); }
+
+ private:
+  Backend backend_;
+  DirectRunner<Backend> runner_;
+};
+
 // The model's own sentence-vector head (config.pooling, config.normalize).
 inline Head pooled_head(const Model& model) {
   return {HeadKind::pooled, model.config().pooling, model.config().normalize};

@@ -11,6 +11,7 @@
 #include "tinybert/format.hpp"
 #include "tinybert/heads.hpp"
 #include "tinybert/model.hpp"
+#include "tinybert/runner.hpp"
 #include "tinybert/tasks/classify.hpp"
 #include "tinybert/tasks/embed.hpp"
 #include "tinybert/tasks/extract.hpp"

@@ -7,10 +7,8 @@ int main(int argc, char** argv) {
   try {
     const tinybert::Model model(argv[1]);
     tinybert::CpuRefBackend backend;
-    const tinybert::Encoder encoder(model, backend);
-    tinybert::Heads heads(model, backend);
-    tinybert::Workspace<tinybert::CpuRefBackend> ws;
-    const auto rows = tinybert::embed_texts(model, encoder, heads, ws, {"a", "b"});
+    tinybert::DirectRunner runner(model, backend);
+    const auto rows = tinybert::embed_texts(runner, {"a", "b"});
     std::cout << rows.size() << "x" << rows[0].size() << "\n";
     return rows.size() == 2 && static_cast<int64_t>(rows[0].size()) == model.config().hidden_size ? 0 : 1;
   } catch (const tinybert::Error& e) {

@@ -1,13 +1,18 @@
-// Choosing a CPU backend by name at run time: "ref" (the plain fp32 reference) or, when the
-// program links tinybert::onednn (which defines TINYBERT_HAVE_ONEDNN), "f32", "bf16" or "int8".
+// Choosing a backend by name at run time (CLI --backend, server --backend): the runner of a
+// model on the plain fp32 reference, oneDNN (programs that link tinybert::onednn) or CUDA.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "tinybert/backend/cpu_ref.hpp"
 #include "tinybert/error.hpp"
+#include "tinybert/runner.hpp"
 #ifdef TINYBERT_HAVE_ONEDNN
 #include "tinybert/backend/onednn.hpp"
+#endif
+#ifdef TINYBERT_HAVE_CUDA
+#include "tinybert/backend/cuda_runner.hpp"
 #endif
 
 namespace tinybert {
@@ -20,17 +25,23 @@ inline std::string default_backend() {
 #endif
 }
 
-// Calls fn(backend) with the backend `name` selects and returns its result; the forward pass
-// and tasks are templates, so fn is usually a generic lambda.
-template <class Fn>
-auto with_backend(const std::string& name, Fn&& fn) {
-  if (name == "ref") {
-    CpuRefBackend backend;
-    return fn(backend);
+// The runner of `model` on the backend `name` selects: "ref" (the plain fp32 reference), with
+// oneDNN "f32", "bf16" or "int8", and, in programs that
+// link tinybert::cuda, "cuda-f16", "cuda-bf16" or "cuda-int8": the GPU while it works, else (no
+// GPU, CUDA error) the default CPU backend, with the reason reported once on stderr.
+inline std::unique_ptr<Runner> make_runner(const Model& model, const std::string& name) {
+  if (name == "ref") return std::make_unique<OwningRunner<CpuRefBackend>>(model);
+  if (name.rfind("cuda-", 0) == 0) {
+#ifdef TINYBERT_HAVE_CUDA
+    CudaOptions options;
+    options.precision = parse_cuda_precision(name.substr(5));
+    return std::make_unique<FallbackRunner>(model, options, [&model] { return make_runner(model, default_backend()); });
+#else
+    throw Error("backend '" + name + "': this program was built without CUDA");
+#endif
   }
 #ifdef TINYBERT_HAVE_ONEDNN
-  OneDnnBackend backend(parse_precision(name));
-  return fn(backend);
+  return std::make_unique<OwningRunner<OneDnnBackend>>(model, parse_precision(name));
 #else
   throw Error("backend '" + name + "': this build has no oneDNN backend (use ref)");
 #endif

@@ -7,14 +7,13 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <span>
 #include <string>
 #include <vector>
 
-#include "tinybert/heads.hpp"
+#include "tinybert/runner.hpp"
 #include "tinybert/tasks/label_cache.hpp"
 
 namespace tinybert {
@@ -52,11 +51,13 @@ struct LabelScore {
   bool selected = false;
   float cosine = 0;           // embedding mode: cosine(text, templated label)
   std::vector<float> logits;  // NLI mode: the pair's class logits, in the model's label order
+  friend bool operator==(const LabelScore&, const LabelScore&) = default;
 };
 
 // One per text: its labels sorted by score, best first (ties keep the request's order).
 struct ClassifyResult {
   std::vector<LabelScore> labels;
+  friend bool operator==(const ClassifyResult&, const ClassifyResult&) = default;
 };
 
 // ---------------------------------------------------------------- scoring, kept separate for tests
@@ -158,33 +159,31 @@ inline double cosine_similarity(std::span<const float> a, std::span<const float>
 
 // Mode from the model: an `encoder` model is a bi-encoder (embedding mode); a
 // `sequence_classification` model with an entailment label is an NLI cross-encoder.
-// classify() is serialised by a mutex (the workspace is per classifier); the label cache may be
-// shared by several classifiers, e.g. one per thread.
-template <class Backend>
+// classify() may be called from many threads at once: a request's state lives on its own stack,
+// the forward passes go through the runner and the label cache locks itself. The cache may be
+// shared by several classifiers.
 class ZeroShotClassifier {
  public:
-  ZeroShotClassifier(const Model& model, Backend& backend, std::shared_ptr<LabelCache> cache = nullptr)
-      : model_(model),
-        mode_(mode_for(model)),
-        encoder_(model, backend),
-        heads_(model, backend),
+  explicit ZeroShotClassifier(Runner& runner, std::shared_ptr<LabelCache> cache = nullptr)
+      : runner_(runner),
+        model_(runner.model()),
+        mode_(mode_for(model_)),
         cache_(cache ? std::move(cache) : std::make_shared<LabelCache>()),
-        model_id_(model_identity(model)),
-        entailment_(find_entailment_index(model.config().labels)) {}
+        model_id_(model_identity(model_)),
+        entailment_(find_entailment_index(model_.config().labels)) {}
 
   ClassifyMode mode() const { return mode_; }
   const std::string& default_template() const { return default_template_for(mode_); }
   LabelCacheStats cache_stats() const { return cache_->stats(); }
   LabelCache& cache() { return *cache_; }
 
-  // All work of one request runs as ONE packed batch: texts + uncached labels (embedding mode),
-  // or texts x labels (text, hypothesis) pairs (NLI mode).
+  // All work of one request is ONE forward pass (one runner.run): texts + uncached labels
+  // (embedding mode), or texts x labels (text, hypothesis) pairs (NLI mode).
   std::vector<ClassifyResult> classify(const std::vector<std::string>& texts, const std::vector<std::string>& labels,
                                        const ClassifyOptions& options = {}) {
     const std::string label_template = options.label_template.value_or(default_template());
     validate_classify_request(labels, label_template, options);
     if (texts.empty()) return {};
-    std::lock_guard lock(mutex_);
     return mode_ == ClassifyMode::embedding ? classify_embedding(texts, labels, label_template, options)
                                             : classify_nli(texts, labels, label_template, options);
   }
@@ -232,13 +231,15 @@ class ZeroShotClassifier {
 
   std::vector<ClassifyResult> classify_embedding(const std::vector<std::string>& texts,
                                                  const std::vector<std::string>& labels,
-                                                 const std::string& label_template, const ClassifyOptions& options) {
+                                                 const std::string& label_template,
+                                                 const ClassifyOptions& options) const {
     const Tokenizer& tokenizer = model_.tokenizer();
     const auto max_length = static_cast<size_t>(model_.max_length());
-    Batch batch;
+    ForwardRequest request;
+    request.head = pooled_head(model_);
     for (const auto& text : texts) {
       const Encoding e = tokenizer.encode(text, max_length);
-      batch.add(e.ids, e.type_ids);
+      request.batch.add(e.ids, e.type_ids);
     }
     std::vector<std::vector<float>> label_vectors(labels.size());
     std::vector<size_t> uncached;
@@ -249,14 +250,12 @@ class ZeroShotClassifier {
         label_vectors[l] = std::move(*hit);
       } else {
         const Encoding e = tokenizer.encode(apply_label_template(label_template, labels[l]), max_length);
-        batch.add(e.ids, e.type_ids);
+        request.batch.add(e.ids, e.type_ids);
         uncached.push_back(l);
       }
     }
-    encoder_.forward(batch, ws_);
-    const ModelConfig& config = model_.config();
-    const auto hidden = static_cast<size_t>(config.hidden_size);
-    const std::vector<float> pooled = heads_.pool(ws_.hidden, batch, config.pooling, config.normalize);
+    const std::vector<float> pooled = runner_.run(std::move(request)).values;
+    const auto hidden = static_cast<size_t>(model_.config().hidden_size);
     for (size_t u = 0; u < uncached.size(); ++u) {
       const size_t row = texts.size() + u;
       label_vectors[uncached[u]].assign(pooled.begin() + row * hidden, pooled.begin() + (row + 1) * hidden);
@@ -282,21 +281,21 @@ class ZeroShotClassifier {
   }
 
   std::vector<ClassifyResult> classify_nli(const std::vector<std::string>& texts, const std::vector<std::string>& labels,
-                                           const std::string& label_template, const ClassifyOptions& options) {
+                                           const std::string& label_template, const ClassifyOptions& options) const {
     const Tokenizer& tokenizer = model_.tokenizer();
     const auto max_length = static_cast<size_t>(model_.max_length());
     std::vector<std::string> hypotheses;
     for (const auto& label : labels) hypotheses.push_back(apply_label_template(label_template, label));
-    Batch batch;
+    ForwardRequest request;
+    request.head.kind = HeadKind::classifier_logits;
     for (const auto& text : texts) {
       for (const auto& hypothesis : hypotheses) {
         // HF truncates only the text: the hypothesis carries the label.
         const Encoding e = tokenizer.encode_pair(text, hypothesis, max_length, Truncation::only_first);
-        batch.add(e.ids, e.type_ids);
+        request.batch.add(e.ids, e.type_ids);
       }
     }
-    encoder_.forward(batch, ws_);
-    const std::vector<float> logits = heads_.classifier_logits(ws_.hidden, batch);
+    const std::vector<float> logits = runner_.run(std::move(request)).values;
     const int64_t num_classes = model_.config().num_labels();
     const auto num_labels = static_cast<int64_t>(labels.size());
     const float threshold = options.threshold.value_or(kDefaultNliThreshold);
@@ -316,15 +315,12 @@ class ZeroShotClassifier {
     return results;
   }
 
+  Runner& runner_;
   const Model& model_;
   ClassifyMode mode_;
-  Encoder<Backend> encoder_;
-  Heads<Backend> heads_;
-  Workspace<Backend> ws_;
   std::shared_ptr<LabelCache> cache_;
   std::string model_id_;
   int64_t entailment_;
-  std::mutex mutex_;
 };
 
 }  // namespace tinybert

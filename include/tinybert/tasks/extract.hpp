@@ -1,5 +1,5 @@
 // UIE information extraction, PaddleNLP Taskflow semantics: span decoding (get_span), schema
-// levels walked breadth-first with one packed batch per level, prompts "[CLS] prompt [SEP] text
+// levels walked breadth-first with one forward pass per level, prompts "[CLS] prompt [SEP] text
 // [SEP]", overlapping token windows for long texts, merging back to character offsets.
 #pragma once
 
@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "tinybert/heads.hpp"
 #include "tinybert/model.hpp"
+#include "tinybert/runner.hpp"
 #include "tinybert/tasks/uie_schema.hpp"
 
 namespace tinybert {
@@ -248,18 +248,16 @@ struct ExtractQuery {
   int64_t first_sequence = 0;  // its windows are consecutive sequences of the batch
 };
 
-// Spans among `count` rows of the batch's probabilities starting at `row`.
-template <class Probabilities>
-std::vector<TokenSpan> decode_rows(const Probabilities& p, int64_t row, int64_t count, float threshold) {
+// Spans among `count` rows of the batch's probabilities (a uie_spans result) starting at `row`.
+inline std::vector<TokenSpan> decode_rows(const ForwardResult& p, int64_t row, int64_t count, float threshold) {
   const std::vector<float> start(p.start.begin() + row, p.start.begin() + row + count);
   const std::vector<float> end(p.end.begin() + row, p.end.begin() + row + count);
   return decode_spans(start, end, threshold);
 }
 
 // Text answers of a query: spans over the text tokens of every window, merged, as characters.
-template <class Probabilities>
-std::vector<ExtractedSpan> decode_text_answers(const ExtractQuery& q, const PreparedText& text, const Batch& batch,
-                                               const Probabilities& p, float threshold) {
+inline std::vector<ExtractedSpan> decode_text_answers(const ExtractQuery& q, const PreparedText& text,
+                                                      const Batch& batch, const ForwardResult& p, float threshold) {
   const int64_t text_row = static_cast<int64_t>(q.prompt_tokens.size()) + 2;
   std::vector<std::vector<TokenSpan>> per_window;
   for (size_t k = 0; k < q.windows.size(); ++k) {
@@ -283,9 +281,8 @@ std::vector<ExtractedSpan> decode_text_answers(const ExtractQuery& q, const Prep
 // Classification answer: the best span inside the prompt (one of the bracketed options) per
 // window; over windows the most frequent option wins (ties: the larger summed probability) with
 // its mean probability, as PaddleNLP's _auto_joiner does.
-template <class Probabilities>
-std::vector<ExtractedSpan> decode_option_answer(const ExtractQuery& q, const Batch& batch, const Probabilities& p,
-                                                float threshold) {
+inline std::vector<ExtractedSpan> decode_option_answer(const ExtractQuery& q, const Batch& batch,
+                                                       const ForwardResult& p, float threshold) {
   std::map<std::string, std::pair<int, double>> votes;
   for (size_t k = 0; k < q.windows.size(); ++k) {
     const int64_t row = batch.seq_begin(q.first_sequence + static_cast<int64_t>(k)) + 1;
@@ -313,21 +310,21 @@ std::vector<ExtractedSpan> decode_option_answer(const ExtractQuery& q, const Bat
 
 // Runs a schema over texts: each schema level is one packed batch (all names x parent answers x
 // windows x texts) and one forward pass; a level's answers become the next level's prompts.
-template <class Backend>
+// run() may be called from many threads at once: a call's state lives on its own stack and the
+// forward passes go through the runner.
 class Extractor {
  public:
-  Extractor(const Model& model, Backend& backend, ExtractOptions options = {})
-      : model_(check_uie(model)),
-        encoder_(model, backend),
-        heads_(model, backend),
+  explicit Extractor(Runner& runner, ExtractOptions options = {})
+      : runner_(runner),
+        model_(check_uie(runner.model())),
         options_(options),
-        max_seq_len_(uie_max_seq_len(model, options)),
-        threshold_(uie_threshold(model, options)) {}
+        max_seq_len_(uie_max_seq_len(model_, options)),
+        threshold_(uie_threshold(model_, options)) {}
 
   int64_t max_seq_len() const { return max_seq_len_; }
   float threshold() const { return threshold_; }
 
-  std::vector<Extraction> run(const std::vector<std::string>& texts, const Schema& schema) {
+  std::vector<Extraction> run(const std::vector<std::string>& texts, const Schema& schema) const {
     const std::vector<PreparedText> prepared = prepare_texts(model_.tokenizer(), texts, options_.max_text_chars);
     std::vector<Extraction> results(texts.size());
     std::vector<ExtractQuery> level;
@@ -360,7 +357,7 @@ class Extractor {
   }
 
   // PaddleNLP Taskflow's output: one {name: [answers]} object per text.
-  nlohmann::json extract(const std::vector<std::string>& texts, const Schema& schema) {
+  nlohmann::json extract(const std::vector<std::string>& texts, const Schema& schema) const {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : run(texts, schema)) out.push_back(to_json(r));
     return out;
@@ -384,8 +381,10 @@ class Extractor {
   }
 
   std::vector<std::vector<ExtractedSpan>> run_level(std::vector<ExtractQuery>& level,
-                                                    const std::vector<PreparedText>& texts) {
-    Batch batch;
+                                                    const std::vector<PreparedText>& texts) const {
+    ForwardRequest request;
+    request.head.kind = HeadKind::uie_spans;
+    Batch& batch = request.batch;
     for (ExtractQuery& q : level) {
       const int64_t room = max_seq_len_ - 3 - static_cast<int64_t>(q.prompt_tokens.size());
       if (room < 1)
@@ -396,8 +395,7 @@ class Extractor {
       q.first_sequence = batch.num_sequences();
       for (const TokenWindow& w : q.windows) add_window_sequence(batch, model_.tokenizer(), q.prompt_tokens, text, w);
     }
-    encoder_.forward(batch, workspace_);
-    const auto probabilities = heads_.uie_probabilities(workspace_.hidden);
+    const ForwardResult probabilities = runner_.run(request);  // a copy: the batch places the answers
     std::vector<std::vector<ExtractedSpan>> answers;
     answers.reserve(level.size());
     for (const ExtractQuery& q : level)
@@ -407,10 +405,8 @@ class Extractor {
     return answers;
   }
 
+  Runner& runner_;
   const Model& model_;
-  Encoder<Backend> encoder_;
-  Heads<Backend> heads_;
-  Workspace<Backend> workspace_;
   ExtractOptions options_;
   int64_t max_seq_len_;
   float threshold_;

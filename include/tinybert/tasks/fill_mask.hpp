@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tinybert/heads.hpp"
+#include "tinybert/runner.hpp"
 
 namespace tinybert {
 
@@ -216,7 +216,7 @@ inline MaskedText encode_masked_text(const Model& model, std::string_view text, 
 
 // Attribution of one mask: head-averaged last-layer attention row of the mask token, the
 // top_n keys that are neither [CLS]/[SEP] nor a mask (ties: lower index first).
-// probs layout (CpuRefBackend::attention): sequence s, head h, query i, key j at
+// probs layout (ForwardResult::attention): sequence s, head h, query i, key j at
 // offset(s) + (h * len + i) * len + j, offset(s) = num_heads * sum of earlier len^2.
 inline std::vector<AttributedToken> attribution_of(const std::vector<float>& probs, size_t sequence_offset, int64_t len,
                                                    int64_t num_heads, int64_t query, const Encoding& e,
@@ -264,19 +264,18 @@ inline std::string fill_text(std::string_view text, const std::vector<Offset>& m
 
 }  // namespace detail
 
-// Joint filling (see fill_mask below); first_logits are the logits of the unfilled texts'
-// masks, so the first step costs no extra forward pass.
-template <class Backend>
-void fill_mask_joint(const Model& model, const Encoder<Backend>& encoder, Heads<Backend>& heads,
-                     Workspace<Backend>& ws, const std::vector<std::string>& texts,
-                     const std::vector<detail::MaskedText>& inputs, int64_t beam_width,
-                     const std::vector<float>& first_logits, std::vector<FillMaskResult>& out) {
+// Joint filling (see fill_mask below), one forward pass per step; first_logits are the logits
+// of the unfilled texts' masks, so the first step costs no extra forward pass.
+inline void fill_mask_joint(Runner& runner, const std::vector<std::string>& texts,
+                            const std::vector<detail::MaskedText>& inputs, int64_t beam_width,
+                            const std::vector<float>& first_logits, std::vector<FillMaskResult>& out) {
   struct State {
     std::vector<int32_t> ids;
     std::vector<TokenCandidate> tokens;  // per mask; id -1 while open
     std::vector<size_t> order;
     double log_probability = 0;
   };
+  const Model& model = runner.model();
   const Tokenizer& tokenizer = model.tokenizer();
   const int64_t vocab = model.config().vocab_size;
   std::vector<std::vector<State>> beams(texts.size());
@@ -290,18 +289,17 @@ void fill_mask_joint(const Model& model, const Encoder<Backend>& encoder, Heads<
   for (size_t step = 0; step < max_masks; ++step) {
     // logits hold, for every text with open masks, every state, every open mask, in order
     if (step > 0) {
-      Batch batch;
-      std::vector<int64_t> rows;
+      ForwardRequest request;
+      request.head.kind = HeadKind::mlm_logits;
       for (size_t i = 0; i < texts.size(); ++i) {
         if (step >= inputs[i].mask_tokens.size()) continue;
         for (const State& s : beams[i]) {
           for (size_t m = 0; m < s.tokens.size(); ++m)
-            if (s.tokens[m].id < 0) rows.push_back(batch.num_tokens() + inputs[i].mask_tokens[m]);
-          batch.add(s.ids, inputs[i].encoding.type_ids);
+            if (s.tokens[m].id < 0) request.rows.push_back(request.batch.num_tokens() + inputs[i].mask_tokens[m]);
+          request.batch.add(s.ids, inputs[i].encoding.type_ids);
         }
       }
-      encoder.forward(batch, ws);
-      logits = heads.mlm_logits(ws.hidden, rows);
+      logits = runner.run(std::move(request)).values;
     }
     size_t row = 0;
     for (size_t i = 0; i < texts.size(); ++i) {
@@ -354,8 +352,8 @@ void fill_mask_joint(const Model& model, const Encoder<Backend>& encoder, Heads<
   }
 }
 
-// Fills every mask of every text. All texts go through the encoder as one packed batch; joint
-// filling runs one more packed batch per iteration (see fill_mask_joint). Attention
+// Fills every mask of every text. All texts go through the encoder as one forward pass (one
+// runner.run); joint filling runs one more pass per iteration (see fill_mask_joint). Attention
 // probabilities are recorded only when options.attribution > 0.
 // Errors name the 1-based line (index in texts) and code-point position (validate_mask_text).
 //
@@ -368,28 +366,26 @@ void fill_mask_joint(const Model& model, const Encoder<Backend>& encoder, Heads<
 // are merged, keeping the best). After as many steps as the text has masks, the surviving
 // states are the phrase candidates, best first. With one mask this is exactly the plain
 // top-k. Cost: (number of masks) forward passes, each over up to top_k copies of every text.
-template <class Backend>
-std::vector<FillMaskResult> fill_mask(const Model& model, const Encoder<Backend>& encoder, Heads<Backend>& heads,
-                                      Workspace<Backend>& ws, const std::vector<std::string>& texts,
-                                      const FillMaskOptions& options) {
+inline std::vector<FillMaskResult> fill_mask(Runner& runner, const std::vector<std::string>& texts,
+                                             const FillMaskOptions& options) {
+  const Model& model = runner.model();
   const Tokenizer& tokenizer = model.tokenizer();
   if (tokenizer.mask_id() < 0) throw Error("this model's vocabulary has no mask token");
   if (options.top_k < 1) throw Error("top_k must be at least 1, got " + std::to_string(options.top_k));
   if (texts.empty()) return {};
   std::vector<detail::MaskedText> inputs;
-  Batch batch;
-  std::vector<int64_t> rows;  // packed row of every mask
+  const bool attribute = options.attribution > 0;
+  ForwardRequest request;
+  request.head.kind = HeadKind::mlm_logits;
+  request.record_attention = attribute;
   for (size_t i = 0; i < texts.size(); ++i) {
     inputs.push_back(detail::encode_masked_text(model, texts[i], i + 1, options.max_masks));
-    for (int64_t t : inputs.back().mask_tokens) rows.push_back(batch.num_tokens() + t);
-    batch.add(inputs.back().encoding.ids, inputs.back().encoding.type_ids);
+    // rows: the packed token row of every mask
+    for (int64_t t : inputs.back().mask_tokens) request.rows.push_back(request.batch.num_tokens() + t);
+    request.batch.add(inputs.back().encoding.ids, inputs.back().encoding.type_ids);
   }
-  const bool attribute = options.attribution > 0;
-  ws.record_last_attention = attribute;
-  if (!attribute) ws.last_attention.clear();  // nothing stale is left for a reader
-  encoder.forward(batch, ws);
-  ws.record_last_attention = false;
-  const std::vector<float> logits = heads.mlm_logits(ws.hidden, rows);
+  const ForwardResult forward = runner.run(std::move(request));
+  const std::vector<float>& logits = forward.values;
   const int64_t vocab = model.config().vocab_size, num_heads = model.config().num_heads;
   std::vector<FillMaskResult> out(texts.size());
   size_t row = 0, prob_offset = 0;
@@ -400,26 +396,24 @@ std::vector<FillMaskResult> fill_mask(const Model& model, const Encoder<Backend>
       MaskPrediction m{t, e.offsets[static_cast<size_t>(t)], {}, {}};
       m.candidates = top_k_candidates(logits.data() + row++ * vocab, vocab, options.top_k, tokenizer);
       if (attribute)
-        m.attribution = detail::attribution_of(ws.last_attention, prob_offset, len, num_heads, t, e, tokenizer,
+        m.attribution = detail::attribution_of(forward.attention, prob_offset, len, num_heads, t, e, tokenizer,
                                                options.attribution);
       out[i].masks.push_back(std::move(m));
     }
     prob_offset += static_cast<size_t>(num_heads * len * len);
   }
-  if (options.joint) fill_mask_joint(model, encoder, heads, ws, texts, inputs, options.top_k, logits, out);
+  if (options.joint) fill_mask_joint(runner, texts, inputs, options.top_k, logits, out);
   return out;
 }
 
 // For every text, the predictions of each [MASK] in order (plain top-k, no joint filling,
 // no attribution). Errors as in fill_mask(…, FillMaskOptions).
-template <class Backend>
-std::vector<std::vector<MaskPrediction>> fill_mask(const Model& model, const Encoder<Backend>& encoder,
-                                                   Heads<Backend>& heads, Workspace<Backend>& ws,
-                                                   const std::vector<std::string>& texts, int64_t top_k = 5) {
+inline std::vector<std::vector<MaskPrediction>> fill_mask(Runner& runner, const std::vector<std::string>& texts,
+                                                          int64_t top_k = 5) {
   FillMaskOptions options;
   options.top_k = top_k;
   std::vector<std::vector<MaskPrediction>> out;
-  for (FillMaskResult& r : fill_mask(model, encoder, heads, ws, texts, options)) out.push_back(std::move(r.masks));
+  for (FillMaskResult& r : fill_mask(runner, texts, options)) out.push_back(std::move(r.masks));
   return out;
 }
 

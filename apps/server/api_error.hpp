@@ -1,0 +1,167 @@
+// ApiError: a request the server refuses, with its HTTP status and where the problem is; and the
+// strict readers of request fields that throw it.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "options.hpp"
+
+namespace tinybert::server {
+
+using nlohmann::json;
+
+class ApiError : public std::runtime_error {
+ public:
+  ApiError(int status, std::string type, const std::string& message)
+      : std::runtime_error(message), status(status), type(std::move(type)) {}
+  int status;
+  std::string type;
+  std::optional<size_t> input_index;  // which input string
+  std::optional<size_t> position;     // code point in that string, or byte in the body
+
+  json body() const {
+    json e = {{"status", status}, {"type", type}, {"message", what()}};
+    if (input_index) e["input_index"] = *input_index;
+    if (position) e["position"] = *position;
+    return {{"error", e}};
+  }
+};
+
+inline ApiError bad_request(const std::string& message) { return {400, "invalid_request", message}; }
+inline ApiError too_large(const std::string& message) { return {413, "too_large", message}; }
+
+inline size_t count_code_points(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;  // the body parsed as JSON, so it is valid UTF-8
+  return n;
+}
+
+// The JSON object of a request body, read strictly: unknown fields and wrong types are errors
+// that name the field, so a typo ("top-k") is not silently ignored.
+class RequestBody {
+ public:
+  RequestBody(const std::string& body, std::set<std::string> known, const RequestLimits& limits)
+      : limits_(limits) {
+    if (body.size() > limits.max_body_bytes)
+      throw too_large("the body has " + std::to_string(body.size()) + " bytes, the limit is " +
+                      std::to_string(limits.max_body_bytes));
+    try {
+      json_ = json::parse(body);
+    } catch (const json::parse_error& e) {
+      ApiError error(400, "invalid_json", std::string("the body is not valid JSON: ") + e.what());
+      error.position = e.byte > 0 ? e.byte - 1 : 0;
+      throw error;
+    }
+    if (!json_.is_object()) throw bad_request(std::string("the body must be a JSON object, found ") + json_.type_name());
+    known.insert("model");
+    for (const auto& [key, value] : json_.items())
+      if (!known.count(key)) throw bad_request("unknown field '" + key + "'");
+  }
+
+  const json& raw() const { return json_; }
+  bool has(const std::string& key) const { return json_.contains(key) && !json_[key].is_null(); }
+
+  // "input": one string or a non-empty list of strings, within the limits.
+  std::vector<std::string> inputs() const {
+    if (!has("input")) throw bad_request("missing field 'input' (a string or a list of strings)");
+    const json& input = json_["input"];
+    std::vector<std::string> texts;
+    if (input.is_string()) {
+      texts.push_back(input.get<std::string>());
+    } else if (input.is_array()) {
+      if (input.empty()) throw bad_request("'input' is an empty list");
+      if (input.size() > limits_.max_inputs)
+        throw too_large("'input' has " + std::to_string(input.size()) + " texts, the limit is " +
+                        std::to_string(limits_.max_inputs));
+      for (size_t i = 0; i < input.size(); ++i) {
+        if (!input[i].is_string()) {
+          ApiError e = bad_request("'input[" + std::to_string(i) + "]' must be a string, found " + input[i].type_name());
+          e.input_index = i;
+          throw e;
+        }
+        texts.push_back(input[i].get<std::string>());
+      }
+    } else {
+      throw bad_request(std::string("'input' must be a string or a list of strings, found ") + input.type_name());
+    }
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const size_t chars = count_code_points(texts[i]);
+      if (chars > limits_.max_chars) {
+        ApiError e = too_large("input " + std::to_string(i) + " has " + std::to_string(chars) +
+                               " characters, the limit is " + std::to_string(limits_.max_chars));
+        e.input_index = i;
+        throw e;
+      }
+    }
+    return texts;
+  }
+
+  std::optional<std::string> string(const std::string& key) const {
+    if (!has(key)) return std::nullopt;
+    if (!json_[key].is_string()) throw wrong_type(key, "a string");
+    return json_[key].get<std::string>();
+  }
+  std::optional<bool> boolean(const std::string& key) const {
+    if (!has(key)) return std::nullopt;
+    if (!json_[key].is_boolean()) throw wrong_type(key, "true or false");
+    return json_[key].get<bool>();
+  }
+  std::optional<double> number(const std::string& key, double min, double max) const {
+    if (!has(key)) return std::nullopt;
+    if (!json_[key].is_number()) throw wrong_type(key, "a number");
+    const double v = json_[key].get<double>();
+    if (!(v >= min && v <= max))
+      throw bad_request("'" + key + "' must be in " + format(min) + ".." + format(max) + ", got " + json_[key].dump());
+    return v;
+  }
+  std::optional<int64_t> integer(const std::string& key, int64_t min, int64_t max) const {
+    if (!has(key)) return std::nullopt;
+    const json& v = json_[key];
+    if (!v.is_number_integer()) throw wrong_type(key, "an integer");
+    const bool fits = v.is_number_unsigned()
+                          ? v.get<uint64_t>() <= static_cast<uint64_t>(max) && (min <= 0 || v.get<uint64_t>() >= static_cast<uint64_t>(min))
+                          : v.get<int64_t>() >= min && v.get<int64_t>() <= max;
+    if (!fits) throw bad_request("'" + key + "' must be in " + std::to_string(min) + ".." + std::to_string(max) + ", got " + v.dump());
+    return v.get<int64_t>();
+  }
+  // A list of non-empty strings.
+  std::vector<std::string> string_list(const std::string& key, size_t max_items) const {
+    if (!has(key)) throw bad_request("missing field '" + key + "' (a list of strings)");
+    const json& list = json_[key];
+    if (!list.is_array()) throw wrong_type(key, "a list of strings");
+    if (list.empty()) throw bad_request("'" + key + "' is an empty list");
+    if (list.size() > max_items)
+      throw too_large("'" + key + "' has " + std::to_string(list.size()) + " items, the limit is " + std::to_string(max_items));
+    std::vector<std::string> out;
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!list[i].is_string()) throw wrong_type(key + "[" + std::to_string(i) + "]", "a string", list[i]);
+      out.push_back(list[i].get<std::string>());
+    }
+    return out;
+  }
+
+ private:
+  ApiError wrong_type(const std::string& key, const std::string& expected) const {
+    return wrong_type(key, expected, json_[key]);
+  }
+  static ApiError wrong_type(const std::string& name, const std::string& expected, const json& value) {
+    return bad_request("'" + name + "' must be " + expected + ", found " + value.type_name());
+  }
+  static std::string format(double v) {
+    std::string s = std::to_string(v);
+    s.erase(s.find_last_not_of('0') + 1);
+    if (!s.empty() && s.back() == '.') s.pop_back();
+    return s;
+  }
+
+  json json_;
+  const RequestLimits& limits_;
+};
+
+}  // namespace tinybert::server

@@ -1,0 +1,118 @@
+// tinybert-server's command line: models, address, threads, batching knobs and request limits.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../cli.hpp"
+
+namespace tinybert::server {
+
+struct ModelSpec {
+  std::string name, path;
+};
+
+// What one request may ask for; over a limit is a 413.
+struct RequestLimits {
+  size_t max_body_bytes = 1 << 20;
+  size_t max_inputs = 64;       // texts per request
+  size_t max_chars = 10000;     // code points per text
+  size_t max_labels = 64;
+  size_t max_schema_names = 64;
+};
+
+struct ServerOptions {
+  std::vector<ModelSpec> models;
+  std::string host = "127.0.0.1";
+  int port = 8080;              // 0: any free port (see port_file)
+  std::string port_file;        // the port actually bound is written here once listening
+  int threads = 64;             // connection threads (each waits while its request is batched)
+  std::string backend = default_backend();
+  bool batching = true;
+  int64_t max_batch_tokens = 8192;
+  int64_t max_wait_us = 2000;
+  size_t queue_size = 1024;
+  int64_t request_timeout_ms = 30000;
+  size_t label_cache_size = 4096;
+  std::string cors_origin;      // empty: no CORS headers
+  RequestLimits limits;
+};
+
+inline const char* kServerUsage = R"(usage: tinybert-server --model NAME=PATH.tbw [--model ...] [options]
+
+The first model of each kind is the default of its tasks: an encoder (bge) for classify and
+embeddings, a masked_lm for fill-mask, a uie for extract, an NLI sequence_classification model
+for classify when no encoder is given. The web page is at http://HOST:PORT/ (API: docs/api.md).
+
+  --host H                 address to listen on (default 127.0.0.1)
+  --port P                 port (default 8080; 0 = any free port)
+  --port-file F            write the bound port to F once listening
+  --threads N              connection threads (default 64)
+  --backend B              ref | f32 | bf16 | int8 (default f32 with oneDNN); in a CUDA build
+                           also cuda-f16 | cuda-bf16 | cuda-int8 (on the CPU when no GPU works)
+  --max-batch-tokens N     token budget of one merged forward pass (default 8192)
+  --max-wait-ms X          how long the oldest waiting pass may wait for company (default 2)
+  --no-batching            run every forward pass alone (for comparison)
+  --queue-size N           waiting passes per model before 503 (default 1024)
+  --request-timeout-ms N   deadline of a request (default 30000; 504 when passed)
+  --label-cache N          cached label embeddings (default 4096)
+  --max-body-bytes N       (default 1048576)   --max-inputs N       (default 64)
+  --max-chars N            (default 10000)     --max-labels N       (default 64)
+  --max-schema-names N     (default 64)
+  --cors-origin ORIGIN     send Access-Control-Allow-Origin: ORIGIN (default: no CORS)
+)";
+
+inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
+  using cli::parse_int;
+  // --model may repeat: collect those first, parse_args keeps one value per name.
+  ServerOptions o;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] != "--model") {
+      rest.push_back(raw[i]);
+      continue;
+    }
+    if (i + 1 >= raw.size()) throw Error("--model needs NAME=PATH.tbw");
+    const std::string& spec = raw[++i];
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      throw Error("--model needs NAME=PATH.tbw, got '" + spec + "'");
+    ModelSpec m{spec.substr(0, eq), spec.substr(eq + 1)};
+    for (const ModelSpec& other : o.models)
+      if (other.name == m.name) throw Error("--model: the name '" + m.name + "' is given twice");
+    o.models.push_back(m);
+  }
+  const cli::Args args = cli::parse_args(
+      rest,
+      {"--host", "--port", "--port-file", "--threads", "--backend", "--max-batch-tokens", "--max-wait-ms",
+       "--queue-size", "--request-timeout-ms", "--label-cache", "--max-body-bytes", "--max-inputs", "--max-chars",
+       "--max-labels", "--max-schema-names", "--cors-origin"},
+      {"--no-batching"});
+  if (!args.positional.empty()) throw Error("unexpected argument '" + args.positional.front() + "'");
+  if (o.models.empty()) throw Error("give at least one --model NAME=PATH.tbw");
+  o.host = args.value("--host", o.host);
+  o.port = static_cast<int>(parse_int(args.value("--port", "8080"), "--port", 0, 65535));
+  o.port_file = args.value("--port-file");
+  o.threads = static_cast<int>(parse_int(args.value("--threads", "64"), "--threads", 1, 4096));
+  o.backend = args.value("--backend", o.backend);
+  o.batching = !args.has("--no-batching");
+  o.max_batch_tokens = parse_int(args.value("--max-batch-tokens", "8192"), "--max-batch-tokens", 1, 1 << 24);
+  o.max_wait_us = static_cast<int64_t>(cli::parse_float(args.value("--max-wait-ms", "2"), "--max-wait-ms") * 1000);
+  if (o.max_wait_us < 0 || o.max_wait_us > 10'000'000) throw Error("--max-wait-ms must be in 0..10000");
+  o.queue_size = static_cast<size_t>(parse_int(args.value("--queue-size", "1024"), "--queue-size", 1, 1 << 20));
+  o.request_timeout_ms =
+      parse_int(args.value("--request-timeout-ms", "30000"), "--request-timeout-ms", 1, 24LL * 3600 * 1000);
+  o.label_cache_size = static_cast<size_t>(parse_int(args.value("--label-cache", "4096"), "--label-cache", 1, 1 << 24));
+  o.cors_origin = args.value("--cors-origin");
+  RequestLimits& l = o.limits;
+  l.max_body_bytes = static_cast<size_t>(parse_int(args.value("--max-body-bytes", "1048576"), "--max-body-bytes", 64, 1LL << 30));
+  l.max_inputs = static_cast<size_t>(parse_int(args.value("--max-inputs", "64"), "--max-inputs", 1, 1 << 20));
+  l.max_chars = static_cast<size_t>(parse_int(args.value("--max-chars", "10000"), "--max-chars", 1, 1 << 24));
+  l.max_labels = static_cast<size_t>(parse_int(args.value("--max-labels", "64"), "--max-labels", 1, 1 << 20));
+  l.max_schema_names =
+      static_cast<size_t>(parse_int(args.value("--max-schema-names", "64"), "--max-schema-names", 1, 1 << 16));
+  return o;
+}
+
+}  // namespace tinybert::server

@@ -1,0 +1,294 @@
+// The server's models and what each endpoint does with a request body, independent of HTTP:
+// JSON in, JSON out, ApiError for what the client got wrong.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "api_error.hpp"
+#include "metrics.hpp"
+#include "options.hpp"
+#include "../task_json.hpp"
+#include "tinybert/backend/select.hpp"
+#include "tinybert/serving/batching_runner.hpp"
+#include "tinybert/tasks/embed.hpp"
+#include "tinybert/tasks/extract.hpp"
+
+namespace tinybert::server {
+
+inline constexpr const char* kTasks[] = {"classify", "fill-mask", "extract", "embeddings"};
+
+// One --model: the opened file, its batching runner, and the task objects it serves.
+struct LoadedModel {
+  std::string name, path;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<BatchingRunner> runner;
+  std::unique_ptr<ZeroShotClassifier> classifier;  // encoder (embedding) or NLI models
+  std::unique_ptr<Extractor> extractor;            // uie models, default options
+  std::vector<std::string> tasks;
+  double load_ms = 0;
+};
+
+// Tasks a model can serve, from its architecture.
+inline std::vector<std::string> tasks_of(const Model& model) {
+  switch (model.config().architecture) {
+    case Architecture::encoder: return {"classify", "embeddings"};
+    case Architecture::masked_lm: return {"fill-mask"};
+    case Architecture::uie: return {"extract"};
+    case Architecture::sequence_classification:
+      if (find_entailment_index(model.config().labels) >= 0) return {"classify"};
+      return {};
+  }
+  return {};
+}
+
+// "line 3, character 7: ..." / "text 3: ..." (the tasks' 1-based positions) -> input_index 2,
+// position 6.
+inline ApiError task_error(const Error& e) {
+  ApiError error = bad_request(e.what());
+  static const std::regex located(R"(^(?:line|text) (\d+)(?:, character (\d+))?: )");
+  std::cmatch m;
+  if (std::regex_search(e.what(), m, located)) {
+    error.input_index = std::stoul(m[1].str()) - 1;
+    if (m[2].matched) error.position = std::stoul(m[2].str()) - 1;
+  }
+  return error;
+}
+
+// Runs task code, turning its input errors into 400s (Overloaded / DeadlineExceeded pass).
+template <class Fn>
+auto run_task(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const Overloaded&) {
+    throw;
+  } catch (const DeadlineExceeded&) {
+    throw;
+  } catch (const Error& e) {
+    throw task_error(e);
+  }
+}
+
+class Service {
+ public:
+  Service(const ServerOptions& options, Metrics& metrics)
+      : options_(options), metrics_(metrics), label_cache_(std::make_shared<LabelCache>(options.label_cache_size)) {
+    BatchingOptions batching;
+    batching.enabled = options.batching;
+    batching.max_batch_tokens = options.max_batch_tokens;
+    batching.max_wait = std::chrono::microseconds(options.max_wait_us);
+    batching.queue_capacity = options.queue_size;
+    batching.compute_mutex = std::make_shared<std::mutex>();
+    for (const ModelSpec& spec : options.models) load(spec, batching);
+    for (const char* task : kTasks)
+      for (const auto& m : models_)
+        if (std::find(m->tasks.begin(), m->tasks.end(), task) != m->tasks.end() && !defaults_.count(task)) {
+          // classify prefers an embedding model over an NLI one: it is much cheaper per label
+          if (std::string(task) == "classify" && m->model->config().architecture != Architecture::encoder &&
+              has_encoder()) continue;
+          defaults_[task] = m.get();
+        }
+  }
+
+  // Refuses new work, finishes what waits (SIGTERM).
+  void stop() {
+    for (auto& m : models_) m->runner->stop();
+  }
+
+  json classify(const std::string& body) {
+    const RequestBody request(body, {"input", "labels", "multi_label", "template", "temperature", "threshold"},
+                              options_.limits);
+    LoadedModel& m = model_for(request, "classify");
+    const std::vector<std::string> texts = request.inputs();
+    const std::vector<std::string> labels = request.string_list("labels", options_.limits.max_labels);
+    ClassifyOptions o;
+    o.label_template = request.string("template");
+    o.multi_label = request.boolean("multi_label").value_or(false);
+    if (auto t = request.number("temperature", 1e-4, 100)) o.temperature = static_cast<float>(*t);
+    if (auto t = request.number("threshold", -1, 1)) o.threshold = static_cast<float>(*t);
+    o.max_labels = options_.limits.max_labels;
+    const auto results = run_task([&] { return m.classifier->classify(texts, labels, o); });
+    json out = json::array();
+    for (size_t t = 0; t < texts.size(); ++t)
+      out.push_back(json{{"text", texts[t]}, {"labels", to_json(results[t], m.classifier->mode())}});
+    return {{"model", m.name},
+            {"mode", classify_mode_name(m.classifier->mode())},
+            {"template", o.label_template.value_or(m.classifier->default_template())},
+            {"multi_label", o.multi_label},
+            {"results", out}};
+  }
+
+  json fill_mask(const std::string& body) {
+    const RequestBody request(body, {"input", "top_k", "attribution", "joint"}, options_.limits);
+    LoadedModel& m = model_for(request, "fill-mask");
+    const std::vector<std::string> texts = request.inputs();
+    FillMaskOptions o;
+    o.top_k = request.integer("top_k", 1, 50).value_or(5);
+    o.attribution = request.integer("attribution", 0, 64).value_or(0);
+    o.joint = request.boolean("joint").value_or(false);
+    const auto results = run_task([&] { return tinybert::fill_mask(*m.runner, texts, o); });
+    json out = json::array();
+    for (size_t t = 0; t < texts.size(); ++t) {
+      json r = to_json(results[t], o.joint, o.attribution > 0);
+      r["text"] = texts[t];
+      out.push_back(std::move(r));
+    }
+    return {{"model", m.name}, {"results", out}};
+  }
+
+  json extract(const std::string& body) {
+    const RequestBody request(body, {"input", "schema", "threshold"}, options_.limits);
+    LoadedModel& m = model_for(request, "extract");
+    const std::vector<std::string> texts = request.inputs();
+    if (!request.has("schema")) throw bad_request("missing field 'schema' (a name, a list or an object)");
+    SchemaLimits limits;
+    limits.max_nodes = options_.limits.max_schema_names;
+    const Schema schema = run_task([&] {
+      try {
+        return parse_schema(request.raw()["schema"], limits);
+      } catch (const Error& e) {
+        if (std::string(e.what()).find("more than") != std::string::npos) throw too_large(e.what());
+        throw;
+      }
+    });
+    std::unique_ptr<Extractor> custom;
+    if (auto threshold = request.number("threshold", 0, 1)) {
+      if (*threshold <= 0 || *threshold >= 1) throw bad_request("'threshold' must be in (0, 1)");
+      ExtractOptions o;
+      o.threshold = static_cast<float>(*threshold);
+      custom = std::make_unique<Extractor>(*m.runner, o);
+    }
+    const Extractor& extractor = custom ? *custom : *m.extractor;
+    const auto results = run_task([&] { return extractor.extract(texts, schema); });
+    return {{"model", m.name}, {"results", results}};
+  }
+
+  json embeddings(const std::string& body) {
+    const RequestBody request(body, {"input", "normalize"}, options_.limits);
+    LoadedModel& m = model_for(request, "embeddings");
+    const std::vector<std::string> texts = request.inputs();
+    EmbedOptions o;
+    o.normalize = request.boolean("normalize");
+    const auto vectors = run_task([&] { return embed_texts(*m.runner, texts, o); });
+    size_t tokens = 0;
+    const Tokenizer& tokenizer = m.model->tokenizer();
+    for (const auto& text : texts) tokens += tokenizer.encode(text, static_cast<size_t>(m.model->max_length())).ids.size();
+    json data = json::array();
+    for (size_t i = 0; i < vectors.size(); ++i)
+      data.push_back(json{{"object", "embedding"}, {"index", i}, {"embedding", vectors[i]}});
+    return {{"model", m.name},
+            {"object", "list"},
+            {"data", data},
+            {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}};
+  }
+
+  json models() const {
+    json list = json::array();
+    for (const auto& m : models_) {
+      const ModelConfig& c = m->model->config();
+      json default_for = json::array();
+      for (const auto& [task, model] : defaults_)
+        if (model == m.get()) default_for.push_back(task);
+      list.push_back({{"name", m->name},
+                      {"path", m->path},
+                      {"architecture", architecture_name(c.architecture)},
+                      {"tasks", m->tasks},
+                      {"default_for", default_for},
+                      {"backend", options_.backend},
+                      {"hidden_size", c.hidden_size},
+                      {"layers", c.num_layers},
+                      {"max_length", m->model->max_length()},
+                      {"file_bytes", m->model->file().file_bytes()},
+                      {"load_ms", m->load_ms}});
+    }
+    json tasks = json::object();
+    for (const char* task : kTasks) tasks[task] = defaults_.count(task) ? json(defaults_.at(task)->name) : json(nullptr);
+    return {{"models", list}, {"tasks", tasks}};
+  }
+
+  std::string metrics_text() const {
+    std::vector<std::pair<std::string, size_t>> depths;
+    for (const auto& m : models_) depths.emplace_back(m->name, m->runner->queue_depth());
+    return metrics_.render(depths, label_cache_->stats());
+  }
+
+ private:
+  bool has_encoder() const {
+    for (const auto& m : models_)
+      if (m->model->config().architecture == Architecture::encoder) return true;
+    return false;
+  }
+
+  void load(const ModelSpec& spec, const BatchingOptions& batching) {
+    const auto started = SteadyClock::now();
+    auto m = std::make_unique<LoadedModel>();
+    m->name = spec.name;
+    m->path = spec.path;
+    try {
+      m->model = std::make_unique<Model>(spec.path);
+    } catch (const Error& e) {
+      throw Error("--model " + spec.name + "=" + spec.path + ": " + e.what());
+    }
+    m->tasks = tasks_of(*m->model);
+    if (m->tasks.empty())
+      throw Error("--model " + spec.name + ": a " + architecture_name(m->model->config().architecture) +
+                  " model without an entailment label serves no task");
+    m->runner = std::make_unique<BatchingRunner>(
+        make_runner(*m->model, options_.backend), batching,
+        [this, name = spec.name](const BatchRecord& r) { metrics_.record_batch(name, r); });
+    const Architecture a = m->model->config().architecture;
+    if (a == Architecture::encoder || a == Architecture::sequence_classification)
+      m->classifier = std::make_unique<ZeroShotClassifier>(*m->runner, label_cache_);
+    if (a == Architecture::uie) m->extractor = std::make_unique<Extractor>(*m->runner);
+    warm_up(*m);
+    m->load_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - started).count();
+    models_.push_back(std::move(m));
+  }
+
+  // One small forward pass, so the first request does not pay for first-touch page faults
+  // and oneDNN's kernel generation.
+  static void warm_up(LoadedModel& m) {
+    const Tokenizer& tokenizer = m.model->tokenizer();
+    const Encoding e = tokenizer.encode("预热", static_cast<size_t>(m.model->max_length()));
+    ForwardRequest request;
+    request.batch.add(e.ids, e.type_ids);
+    switch (m.model->config().architecture) {
+      case Architecture::encoder: request.head = pooled_head(*m.model); break;
+      case Architecture::sequence_classification: request.head.kind = HeadKind::classifier_logits; break;
+      case Architecture::masked_lm:
+        request.head.kind = HeadKind::mlm_logits;
+        request.rows = {1};
+        break;
+      case Architecture::uie: request.head.kind = HeadKind::uie_spans; break;
+    }
+    m.runner->run(std::move(request));
+  }
+
+  LoadedModel& model_for(const RequestBody& request, const std::string& task) {
+    if (auto name = request.string("model")) {
+      for (auto& m : models_) {
+        if (m->name != *name) continue;
+        if (std::find(m->tasks.begin(), m->tasks.end(), task) == m->tasks.end())
+          throw bad_request("model '" + *name + "' (" + architecture_name(m->model->config().architecture) +
+                            ") does not serve " + task);
+        return *m;
+      }
+      throw ApiError(404, "not_found", "unknown model '" + *name + "'");
+    }
+    auto it = defaults_.find(task);
+    if (it == defaults_.end()) throw ApiError(404, "not_found", "no model serves " + task + " on this server");
+    return *it->second;
+  }
+
+  const ServerOptions& options_;
+  Metrics& metrics_;
+  std::shared_ptr<LabelCache> label_cache_;
+  std::vector<std::unique_ptr<LoadedModel>> models_;
+  std::map<std::string, LoadedModel*> defaults_;
+};
+
+}  // namespace tinybert::server
