@@ -10,6 +10,9 @@
 #include <thread>
 
 #include "test_support.hpp"
+#ifdef TINYBERT_HAVE_CUDA
+#include "tinybert/backend/cuda.hpp"
+#endif
 // After Eigen (test_support.hpp): <resolv.h>'s `_res` macro breaks Eigen's headers.
 #include <httplib.h>
 
@@ -51,7 +54,8 @@ class ServerProcess {
   explicit ServerProcess(std::vector<std::string> args) {
     const auto port_file = tinybert::test::scratch_dir("server") / ("port-" + std::to_string(++count_));
     fs::remove(port_file);
-    args.insert(args.end(), {"--port", "0", "--port-file", port_file.string(), "--backend", "f32"});
+    args.insert(args.end(), {"--port", "0", "--port-file", port_file.string()});
+    if (std::find(args.begin(), args.end(), "--backend") == args.end()) args.insert(args.end(), {"--backend", "f32"});
     std::vector<char*> argv{const_cast<char*>(TINYBERT_SERVER)};
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -342,6 +346,17 @@ TEST_CASE("SIGTERM finishes the requests in flight, then the server exits 0", "[
   REQUIRE(r);
   CHECK(r->status == 200);
 }
+
+#ifdef TINYBERT_HAVE_CUDA  // the server links tinybert::cuda too
+TEST_CASE("a server asked for the GPU serves on the CPU when there is none", "[server][cuda-fallback]") {
+  if (!tinybert::cuda_unavailable_reason()) tinybert::test::skip("a GPU is present: the fallback path is not taken");
+  auto args = tiny_models();
+  args.insert(args.end(), {"--backend", "cuda-f16"});
+  const ServerProcess server(args);
+  const json embeddings = body_of(server.post("/v1/embeddings", json{{"input", "天气"}}));
+  CHECK(embeddings["data"][0]["embedding"].size() == 32);
+}
+#endif
 
 TEST_CASE("CORS headers only when asked for", "[server]") {
   auto args = tiny_models();
