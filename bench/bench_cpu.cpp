@@ -3,13 +3,18 @@
 // that variant's). Prints one JSON object per line; bench/run_cpu_bench.sh runs it next to
 // PyTorch and ONNX Runtime and writes the table.
 //   bench_cpu --model M.tbw --precision f32|bf16|int8 [--threads 2] [--passes 3] [--runs 20]
+//             [--shapes 16,32,64,128,256,512,b32]
 //   bench_cpu --make-bert-base OUT.tbw      (random weights, bert-base-chinese shape)
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include "tinybert/backend/onednn.hpp"
 #include "tinybert/tinybert.hpp"
@@ -88,6 +93,47 @@ void add_sequence(Batch& batch, int64_t length, std::mt19937& rng) {
   batch.add(ids);
 }
 
+// Resident memory now, split by what backs it (from /proc/self/smaps): the mmapped weight file,
+// shared-library images (code and data of libdnnl, libgomp, libstdc++, ...: not the engine's to
+// control), and anonymous memory (heap, packed weights, activations, thread stacks).
+struct RssBreakdown {
+  double total = 0, weight_file = 0, libraries = 0, anonymous = 0, other = 0;  // MiB
+};
+
+RssBreakdown rss_breakdown(const std::string& weight_path) {
+  RssBreakdown r;
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line, mapping;
+  double* bucket = &r.other;
+  while (std::getline(smaps, line)) {
+    if (line.empty()) continue;
+    if (std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < line.find(' ')) {
+      std::istringstream fields(line);
+      std::string range, perms, offset, device, inode;
+      mapping.clear();
+      fields >> range >> perms >> offset >> device >> inode;
+      std::getline(fields >> std::ws, mapping);
+      const bool library = mapping.find(".so") != std::string::npos;
+      bucket = mapping.empty() || mapping[0] == '[' ? &r.anonymous
+               : mapping.find(weight_path) != std::string::npos ? &r.weight_file
+               : library ? &r.libraries
+               : &r.other;
+    } else if (line.rfind("Rss:", 0) == 0) {
+      const double mib = std::stod(line.substr(4)) / 1024.0;
+      *bucket += mib;
+      r.total += mib;
+    }
+  }
+  return r;
+}
+
+std::string rss_json(const RssBreakdown& r) {
+  char text[256];
+  std::snprintf(text, sizeof text, "{\"total\":%.1f,\"weight_file\":%.1f,\"libraries\":%.1f,\"anonymous\":%.1f,\"other\":%.1f}",
+                r.total, r.weight_file, r.libraries, r.anonymous, r.other);
+  return text;
+}
+
 // Linear layers + attention of one forward pass over this batch.
 double forward_flops(const ModelConfig& c, const Batch& batch) {
   const double h = static_cast<double>(c.hidden_size), f = static_cast<double>(c.intermediate_size);
@@ -96,20 +142,35 @@ double forward_flops(const ModelConfig& c, const Batch& batch) {
   return flops * static_cast<double>(c.num_layers);
 }
 
-// Median of `runs` timed forwards, best of `passes` passes.
-double time_forward(const Encoder<OneDnnBackend>& encoder, const Batch& batch, Workspace<OneDnnBackend>& ws,
+double process_cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) / 1e6;
+}
+
+// Median of `runs` timed forwards, best of `passes` passes: wall time, and the process's CPU
+// time (all threads; with one thread an estimate of the unloaded time on a busy machine).
+struct Timing {
+  double ms = 1e30, cpu_ms = 1e30;
+};
+
+Timing time_forward(const Encoder<OneDnnBackend>& encoder, const Batch& batch, Workspace<OneDnnBackend>& ws,
                     int passes, int runs) {
   encoder.forward(batch, ws);
-  double best = 1e30;
+  Timing best;
   for (int p = 0; p < passes; ++p) {
-    std::vector<double> times;
+    std::vector<double> times, cpu_times;
     for (int r = 0; r < runs; ++r) {
       const auto t0 = Clock::now();
+      const double cpu0 = process_cpu_ms();
       encoder.forward(batch, ws);
+      cpu_times.push_back(process_cpu_ms() - cpu0);
       times.push_back(ms_since(t0));
     }
     std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
-    best = std::min(best, times[times.size() / 2]);
+    std::nth_element(cpu_times.begin(), cpu_times.begin() + cpu_times.size() / 2, cpu_times.end());
+    best.ms = std::min(best.ms, times[times.size() / 2]);
+    best.cpu_ms = std::min(best.cpu_ms, cpu_times[cpu_times.size() / 2]);
   }
   return best;
 }
@@ -123,7 +184,7 @@ int main(int argc, char** argv) {
       make_bert_base(args[1]);
       return 0;
     }
-    std::string model_path, precision_name_arg = "f32";
+    std::string model_path, precision_name_arg = "f32", shapes = "16,32,64,128,256,512,b32";
     int threads = 2, passes = 3, runs = 20;
     for (size_t i = 0; i + 1 < args.size(); i += 2) {
       if (args[i] == "--model") model_path = args[i + 1];
@@ -131,6 +192,7 @@ int main(int argc, char** argv) {
       else if (args[i] == "--threads") threads = std::stoi(args[i + 1]);
       else if (args[i] == "--passes") passes = std::stoi(args[i + 1]);
       else if (args[i] == "--runs") runs = std::stoi(args[i + 1]);
+      else if (args[i] == "--shapes") shapes = args[i + 1];
       else throw Error("unknown option " + args[i]);
     }
     if (model_path.empty()) throw Error("usage: bench_cpu --model M.tbw --precision f32|bf16|int8");
@@ -141,36 +203,56 @@ int main(int argc, char** argv) {
     const Model model(model_path);
     OneDnnBackend backend(precision);
     const Encoder encoder(model, backend);
+    const double load_only_ms = ms_since(t_load);
+    const std::string weight_path = std::filesystem::canonical(model_path).string();
+    const RssBreakdown after_load = rss_breakdown(weight_path);
     Workspace<OneDnnBackend> ws;
     std::mt19937 rng(7);
     Batch first;
     add_sequence(first, 16, rng);
     encoder.forward(first, ws);
     const double load_ms = ms_since(t_load);
+    const RssBreakdown after_first = rss_breakdown(weight_path);
     const std::string name = model.config().name;
     if (!backend.fallback_reason().empty()) std::fprintf(stderr, "bench_cpu: %s\n", backend.fallback_reason().c_str());
-    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"load_and_first_ms\":%.1f,\"ran_as\":\"%s\"}\n",
-                name.c_str(), precision_name(precision), threads, load_ms, precision_name(backend.precision()));
+    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"load_ms\":%.1f,\"load_and_first_ms\":%.1f,\"ran_as\":\"%s\"}\n",
+                name.c_str(), precision_name(precision), threads, load_only_ms, load_ms, precision_name(backend.precision()));
 
+    const auto wanted = [&](const std::string& shape) {  // is shape in the comma-separated list?
+      size_t start = 0;
+      while (start <= shapes.size()) {
+        const size_t end = std::min(shapes.find(',', start), shapes.size());
+        if (shapes.compare(start, end - start, shape) == 0) return true;
+        start = end + 1;
+      }
+      return false;
+    };
     for (int64_t length : {16, 32, 64, 128, 256, 512}) {
+      if (!wanted(std::to_string(length))) continue;
       Batch batch;
       add_sequence(batch, length, rng);
-      const double ms = time_forward(encoder, batch, ws, passes, length >= 256 ? std::max(3, runs / 4) : runs);
-      std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b1 s%lld\",\"ms\":%.3f,\"gflops\":%.1f}\n",
-                  name.c_str(), precision_name(precision), static_cast<long long>(length), ms,
-                  forward_flops(model.config(), batch) / ms / 1e6);
+      const Timing t = time_forward(encoder, batch, ws, passes, length >= 256 ? std::max(3, runs / 4) : runs);
+      std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b1 s%lld\",\"ms\":%.3f,\"cpu_ms\":%.3f,\"gflops\":%.1f}\n",
+                  name.c_str(), precision_name(precision), static_cast<long long>(length), t.ms, t.cpu_ms,
+                  forward_flops(model.config(), batch) / t.ms / 1e6);
       std::fflush(stdout);
     }
     Batch packed;  // 32 sequences, lengths spread over 16..128, no padding
     for (int i = 0; i < 32; ++i) add_sequence(packed, std::lround(16 + i * 112.0 / 31), rng);
-    const double ms = time_forward(encoder, packed, ws, passes, std::max(3, runs / 4));
-    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b32 s16..128\",\"ms\":%.3f,\"gflops\":%.1f,\"tokens\":%lld}\n",
-                name.c_str(), precision_name(precision), ms, forward_flops(model.config(), packed) / ms / 1e6,
-                static_cast<long long>(packed.num_tokens()));
+    if (wanted("b32")) {
+      const Timing t = time_forward(encoder, packed, ws, passes, std::max(3, runs / 4));
+      std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b32 s16..128\",\"ms\":%.3f,\"cpu_ms\":%.3f,\"gflops\":%.1f,\"tokens\":%lld}\n",
+                  name.c_str(), precision_name(precision), t.ms, t.cpu_ms, forward_flops(model.config(), packed) / t.ms / 1e6,
+                  static_cast<long long>(packed.num_tokens()));
+    }
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"peak_rss_mib\":%.0f,\"weight_file_mib\":%.1f}\n",
-                name.c_str(), precision_name(precision), usage.ru_maxrss / 1024.0, model.file().file_bytes() / 1048576.0);
+    const RssBreakdown at_end = rss_breakdown(weight_path);
+    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"peak_rss_mib\":%.0f,\"rss_after_load_mib\":%.0f,"
+                "\"weight_file_mib\":%.1f,\"rss_after_load\":%s,\"rss_after_first\":%s,\"rss_at_end\":%s}\n",
+                name.c_str(), precision_name(precision), usage.ru_maxrss / 1024.0, after_load.total,
+                model.file().file_bytes() / 1048576.0, rss_json(after_load).c_str(), rss_json(after_first).c_str(),
+                rss_json(at_end).c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cpu: error: %s\n", e.what());

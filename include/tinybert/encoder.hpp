@@ -55,6 +55,10 @@ class Encoder {
       layers_.push_back({backend.prepare(lw.qkv), backend.prepare(lw.attention_output),
                          backend.prepare(lw.attention_norm, eps), backend.prepare(lw.ffn_intermediate),
                          backend.prepare(lw.ffn_output), backend.prepare(lw.ffn_norm, eps)});
+      // Every backend's Linear is its own copy (packed, converted or on the GPU): the file's pages
+      // that were read to make it need not stay resident next to it (issue 6: RSS after load).
+      for (const LinearWeights* linear : {&lw.qkv, &lw.attention_output, &lw.ffn_intermediate, &lw.ffn_output})
+        model.release_pages(linear->weight);
     }
   }
 

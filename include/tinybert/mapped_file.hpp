@@ -16,6 +16,17 @@
 
 namespace tinybert {
 
+// Drops this process's resident pages of [data, data + bytes) of a read-only file mapping (whole
+// pages inside the range only). The pages stay in the page cache: a later read maps them again,
+// with the file's contents. Only for memory of a MappedFile: on anonymous memory this would
+// discard the data.
+inline void release_mapped_pages(const void* data, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path) : path_(path) {

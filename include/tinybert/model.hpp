@@ -196,6 +196,18 @@ class Model {
   // Longest sequence (special tokens included) the model accepts.
   int64_t max_length() const { return max_length_; }
 
+  // For a weight that a backend has copied (packed, converted or uploaded): lets go of the
+  // file's pages it had to read, so that the weight is not resident twice. The file and the
+  // views stay valid; a later read brings the pages back from the page cache. Does nothing
+  // for a view that is not a tensor of this file.
+  void release_pages(const Weight& w) const {
+    for (const TensorEntry& t : file_.tensors())
+      if (t.view.data == w.values.data && t.view.bytes() == w.values.bytes()) {
+        release_mapped_pages(t.view.data, t.view.bytes());
+        return;
+      }
+  }
+
  private:
   static ModelConfig load_config(const WeightFile& file) {
     try {

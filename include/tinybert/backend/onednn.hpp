@@ -8,6 +8,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <unsupported/Eigen/SpecialFunctions>
 #include <cmath>
@@ -121,6 +122,54 @@ inline void quantize_row(const float* x, int64_t cols, int8_t* q, float* scale) 
       (v * (1.0f / *scale)).rint().max(-127.0f).min(127.0f).cast<int32_t>().cast<int8_t>();
 }
 
+// One CPU engine for the process, so that memory objects and streams made once serve the
+// primitives of every backend. Never destroyed: thread-local objects made for it may outlive
+// any static.
+inline const dnnl::engine& cpu_engine() {
+  static const auto* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *engine;
+}
+
+// The calling thread's stream (a oneDNN stream is not shared between threads).
+inline dnnl::stream& thread_stream() {
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+// What fixes a memory descriptor: its role (which also names its dtype and strides) and sizes.
+struct MemoryKey {
+  int role;
+  int64_t a, b, c, d;
+  auto operator<=>(const MemoryKey&) const = default;
+};
+
+// A memory object over `data` with the descriptor make_desc() returns. The calling thread keeps
+// one per key, made on first use, so that a warm forward pass creates none: it only sets the
+// data pointer (oneDNN memory objects are small heap objects; descriptors hold dims vectors).
+template <class MakeDesc>
+dnnl_memory_t bind_memory(const MemoryKey& key, MakeDesc&& make_desc, const void* data) {
+  thread_local std::map<MemoryKey, dnnl::memory> cache;
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, dnnl::memory(make_desc(), cpu_engine(), DNNL_MEMORY_NONE)).first;
+  it->second.set_data_handle(const_cast<void*>(data));
+  return it->second.get();
+}
+
+// Runs a primitive on the calling thread's stream and waits. Through the C API with the
+// arguments on the stack: the C++ execute() builds an unordered_map and a vector per call.
+// (oneDNN itself still makes ~5 small allocations per execution for its argument map.)
+inline void execute(const dnnl::primitive& primitive, std::initializer_list<dnnl_exec_arg_t> args) {
+  dnnl::stream& stream = thread_stream();
+  dnnl::error::wrap_c_api(
+      dnnl_primitive_execute(primitive.get(), stream.get(), static_cast<int>(args.size()), args.begin()),
+      "could not execute a oneDNN primitive");
+  dnnl::error::wrap_c_api(dnnl_stream_wait(stream.get()), "could not wait on a oneDNN stream");
+}
+
+inline dnnl::memory::desc plain_desc(int64_t rows, int64_t cols, dnnl::memory::data_type type) {
+  return dnnl::memory::desc({rows, cols}, type, dnnl::memory::format_tag::ab);
+}
+
 }  // namespace onednn_detail
 
 class OneDnnBackend {
@@ -132,8 +181,7 @@ class OneDnnBackend {
   // says why.
   explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 128)
       : precision_(precision),
-        query_block_(std::max<int64_t>(query_block, 1)),
-        engine_(std::make_shared<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {
+        query_block_(std::max<int64_t>(query_block, 1)) {
     const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
     const auto has = [&](dnnl_cpu_isa_t bits) { return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits); };
     has_vnni_ = has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni);
@@ -149,8 +197,8 @@ class OneDnnBackend {
   // Without VNNI, int8 weights use 7 bits so that oneDNN's 16-bit pair sums cannot saturate.
   int int8_weight_levels() const { return has_vnni_ ? 127 : 63; }
 
-  // A Linear layer packed for oneDNN. Primitives are created per number of rows M on first use
-  // and kept (a server sees a handful of distinct batch shapes).
+  // A Linear layer packed for oneDNN. Primitives are created per number of GEMM rows on first
+  // use and kept; gemm_rows() keeps the number of distinct row counts small.
   struct Linear {
     Precision precision = Precision::f32;
     int64_t in = 0, out = 0;
@@ -190,31 +238,36 @@ class OneDnnBackend {
     l.weights_desc = make_primitive_desc(l, 128, Activation::none, dnnl::memory::desc(weight_dims, weight_type, dnnl::memory::format_tag::any))
                          .weights_desc();
 
-    // The stored [out, in] row-major matrix is oneDNN's [in, out] in "ba" order.
-    std::vector<float> f32;
+    // The stored [out, in] row-major matrix is oneDNN's [in, out] in "ba" order. f32 and fitting
+    // int8 weights are reordered straight from the mapped file; only conversions need a copy.
+    const DType stored = w.weight.values.dtype;
+    std::vector<float> converted;
     std::vector<int8_t> s8;
-    dnnl::memory plain;
+    const void* plain_data = w.weight.values.data;
+    dt plain_type = dt::f32;
     if (l.precision == Precision::int8) {
       const int levels = int8_weight_levels();
-      const auto* stored = w.weight.values.as<int8_t>();
-      const bool fits = w.weight.values.dtype == DType::i8 &&
-                        std::all_of(stored, stored + w.weight.values.numel(), [&](int8_t q) { return std::abs(q) <= levels; });
+      const auto* stored_s8 = w.weight.values.as<int8_t>();
+      const bool fits = stored == DType::i8 && std::all_of(stored_s8, stored_s8 + w.weight.values.numel(),
+                                                           [&](int8_t q) { return std::abs(q) <= levels; });
+      plain_type = dt::s8;
       if (fits) {  // already int8 (e.g. the bge ONNX) within this CPU's range: use as stored
-        s8.assign(stored, stored + w.weight.values.numel());
         l.weight_scales.assign(w.weight.row_scales, w.weight.row_scales + l.out);
       } else {
-        f32 = dequantize(w.weight);
-        s8.resize(f32.size());
+        if (stored != DType::f32) converted = dequantize(w.weight);
+        s8.resize(static_cast<size_t>(w.weight.values.numel()));
         l.weight_scales.resize(static_cast<size_t>(l.out));
-        quantize_rows_symmetric(f32.data(), l.out, l.in, s8.data(), l.weight_scales.data(), levels);
+        quantize_rows_symmetric(converted.empty() ? w.weight.values.as<float>() : converted.data(), l.out, l.in,
+                                s8.data(), l.weight_scales.data(), levels);
+        plain_data = s8.data();
       }
-      plain = dnnl::memory({weight_dims, dt::s8, dnnl::memory::format_tag::ba}, *engine_, s8.data());
-    } else {
-      f32 = dequantize(w.weight);
-      plain = dnnl::memory({weight_dims, dt::f32, dnnl::memory::format_tag::ba}, *engine_, f32.data());
+    } else if (stored != DType::f32) {
+      converted = dequantize(w.weight);
+      plain_data = converted.data();
     }
-    l.weights = dnnl::memory(l.weights_desc, *engine_);
-    dnnl::stream stream(*engine_);
+    dnnl::memory plain({weight_dims, plain_type, dnnl::memory::format_tag::ba}, engine(), const_cast<void*>(plain_data));
+    l.weights = dnnl::memory(l.weights_desc, engine());
+    dnnl::stream stream(engine());
     dnnl::reorder(plain, l.weights).execute(stream, plain, l.weights);
     stream.wait();
     return l;
@@ -243,58 +296,82 @@ class OneDnnBackend {
     layernorm(e.norm, out);
   }
 
+  // The number of rows a GEMM over `rows` rows runs with: exact up to 64, then rounded up to one
+  // of 16 steps per power of two (at most 6.25 % padding rows). Each distinct count costs a oneDNN
+  // primitive (JIT code, kept); a server's merged batches take every token count up to their
+  // budget, so without buckets its memory would grow with every new count.
+  static int64_t gemm_rows(int64_t rows) {
+    if (rows <= 64) return rows;
+    const int64_t step = int64_t{1} << (std::bit_width(static_cast<uint64_t>(rows)) - 5);
+    return (rows + step - 1) / step * step;
+  }
+
   // out = activation(in @ W^T + b)
   void linear(const Linear& l, const Matrix& in, Matrix& out, Activation act = Activation::none) const {
     using dt = dnnl::memory::data_type;
-    using tag = dnnl::memory::format_tag;
-    const int64_t rows = in.rows();
+    using onednn_detail::bind_memory;
+    using onednn_detail::plain_desc;
+    const int64_t rows = in.rows(), cols = l.in, padded = gemm_rows(rows);
+    // The GEMM writes `padded` rows; the padding rows' outputs are computed and dropped.
+    out.resize(padded, l.out);
     out.resize(rows, l.out);
     if (rows == 0) return;
     const bool int8 = l.precision == Precision::int8;
-    // int8 applies the per-token scale, bias and activation itself after the GEMM
-    const dnnl::matmul& prim = primitive(l, rows, int8 ? Activation::none : act);
-    // Scratch of the calling thread; the OpenMP loops below must use raw pointers into it, since
-    // inside a parallel region a thread_local name would mean each worker's own copy.
+    // int8 applies the weight and token scales, bias and activation itself after the GEMM
+    const dnnl::matmul& prim = primitive(l, padded, int8 ? Activation::none : act);
+    // Scratch of the calling thread (grows only); the OpenMP loops below must use raw pointers
+    // into it, since inside a parallel region a thread_local name would mean each worker's own copy.
     thread_local std::vector<uint16_t> bf16_src;
     thread_local std::vector<int8_t> s8_src;
     thread_local std::vector<float> token_scales;
-    dnnl::memory src;
-    if (l.precision == Precision::f32) {
-      src = dnnl::memory({{rows, l.in}, dt::f32, tag::ab}, *engine_, const_cast<float*>(in.data()));
+    thread_local std::vector<float> f32_src;  // f32 input with room for the padding rows
+    const auto grow = [](auto& v, int64_t n) {
+      if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+    };
+    const void* src_data = in.data();
+    dt src_type = dt::f32;
+    if (l.precision == Precision::f32 && padded > rows) {
+      grow(f32_src, padded * cols);  // the padding rows may hold anything: their outputs are dropped
+      std::copy(in.data(), in.data() + rows * cols, f32_src.data());
+      src_data = f32_src.data();
     } else if (l.precision == Precision::bf16) {
-      bf16_src.resize(static_cast<size_t>(rows * l.in));
+      grow(bf16_src, padded * cols);
       auto* converted = reinterpret_cast<Eigen::bfloat16*>(bf16_src.data());
-      const int64_t cols = l.in;
+      const float* x = in.data();
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < rows; ++r)  // Eigen's vectorised round-to-nearest-even conversion
         Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(converted + r * cols, cols) =
-            Eigen::Map<const Eigen::ArrayXf>(in.row(r), cols).cast<Eigen::bfloat16>();
-      src = dnnl::memory({{rows, l.in}, dt::bf16, tag::ab}, *engine_, bf16_src.data());
-    } else {
-      s8_src.resize(static_cast<size_t>(rows * l.in));
-      token_scales.resize(static_cast<size_t>(rows));
-      quantize_tokens(in.data(), rows, l.in, s8_src.data(), token_scales.data());
-      src = dnnl::memory({{rows, l.in}, dt::s8, tag::ab}, *engine_, s8_src.data());
+            Eigen::Map<const Eigen::ArrayXf>(x + r * cols, cols).cast<Eigen::bfloat16>();
+      src_data = bf16_src.data();
+      src_type = dt::bf16;
+    } else if (int8) {
+      grow(s8_src, padded * cols);
+      grow(token_scales, rows);
+      quantize_tokens(in.data(), rows, cols, s8_src.data(), token_scales.data());
+      src_data = s8_src.data();
+      src_type = dt::s8;
     }
-    dnnl::memory dst({{rows, l.out}, dt::f32, tag::ab}, *engine_, out.data());
-    std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, l.weights}, {DNNL_ARG_DST, dst}};
-    if (!int8)
-      args[DNNL_ARG_BIAS] = dnnl::memory({{1, l.out}, dt::f32, tag::ab}, *engine_, const_cast<float*>(l.bias.data()));
-    dnnl::stream stream(*engine_);
-    prim.execute(stream, args);
-    stream.wait();
+    const int64_t out_cols = l.out;
+    dnnl_memory_t src = bind_memory({kLinearSrc + static_cast<int>(src_type), padded, cols, 0, 0},
+                                    [&] { return plain_desc(padded, cols, src_type); }, src_data);
+    dnnl_memory_t dst = bind_memory({kLinearDst, padded, out_cols, 0, 0},
+                                    [&] { return plain_desc(padded, out_cols, dt::f32); }, out.data());
     if (int8) {
+      onednn_detail::execute(prim, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, l.weights.get()}, {DNNL_ARG_DST, dst}});
       float* y = out.data();
-      const float* bias = l.bias.data();
-      const int64_t cols = l.out;
       const float* row_scales = token_scales.data();
-      const Eigen::Map<const Eigen::ArrayXf> bias_row(bias, cols);
+      const Eigen::Map<const Eigen::ArrayXf> bias_row(l.bias.data(), out_cols), channel_scales(l.weight_scales.data(), out_cols);
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
-        onednn_detail::ArrayMap row(y + r * cols, cols);
-        row = row * row_scales[r] + bias_row;
-        onednn_detail::apply_activation(act, row.data(), cols);
+        onednn_detail::ArrayMap row(y + r * out_cols, out_cols);
+        row = row * channel_scales * row_scales[r] + bias_row;
+        onednn_detail::apply_activation(act, row.data(), out_cols);
       }
+    } else {
+      dnnl_memory_t bias = bind_memory({kLinearBias, out_cols, 0, 0, 0}, [&] { return plain_desc(1, out_cols, dt::f32); },
+                                       l.bias.data());
+      onednn_detail::execute(prim, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, l.weights.get()}, {DNNL_ARG_BIAS, bias},
+                                    {DNNL_ARG_DST, dst}});
     }
   }
 
@@ -316,15 +393,35 @@ class OneDnnBackend {
   // Multi-head attention, one sequence at a time, in blocks of query rows so that memory grows
   // with block x length, not length^2. Per block two batched oneDNN matmuls over the heads read
   // Q, K and V in place from the packed qkv rows (strided views, K transposed by its strides):
-  // scores = Q K^T / sqrt(d), a row softmax, then context = P V written straight into place.
-  // probs (attribution) as in CpuRefBackend.
+  // scores = Q K^T / sqrt(d), a row softmax in f32, then context = P V written straight into
+  // place. In bf16 mode Q, K, V and P are bf16 (one conversion of qkv; P written by the
+  // softmax): the strided matmuls run about twice as fast as in f32. probs (attribution) as in
+  // CpuRefBackend, from the f32 softmax.
   void attention(const Matrix& qkv, const Batch& batch, int64_t num_heads, Matrix& context,
                  std::vector<float>* probs = nullptr) const {
-    const int64_t hidden = qkv.cols() / 3, head_dim = hidden / num_heads;
+    const int64_t hidden = qkv.cols() / 3, head_dim = hidden / num_heads, row_stride = qkv.cols();
     context.resize(qkv.rows(), hidden);
     if (probs) probs->clear();
+    const bool bf16 = precision_ == Precision::bf16;
     thread_local std::vector<float> scores;
-    dnnl::stream stream(*engine_);
+    thread_local std::vector<Eigen::bfloat16> qkv_bf16, probs_bf16;
+    const auto grow = [](auto& v, int64_t n) {
+      if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+    };
+    const char* base = reinterpret_cast<const char*>(qkv.data());
+    const int64_t element = bf16 ? 2 : 4;
+    if (bf16) {
+      grow(qkv_bf16, qkv.rows() * row_stride);
+      Eigen::bfloat16* converted = qkv_bf16.data();
+      const float* x = qkv.data();
+      const int64_t tokens = qkv.rows();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < tokens; ++r)
+        Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(converted + r * row_stride, row_stride) =
+            Eigen::Map<const Eigen::ArrayXf>(x + r * row_stride, row_stride).cast<Eigen::bfloat16>();
+      base = reinterpret_cast<const char*>(converted);
+    }
+    using onednn_detail::bind_memory;
     for (int64_t s = 0; s < batch.num_sequences(); ++s) {
       const int64_t begin = batch.seq_begin(s), len = batch.seq_len(s);
       const size_t prob_offset = probs ? probs->size() : 0;
@@ -332,25 +429,30 @@ class OneDnnBackend {
       for (int64_t q0 = 0; q0 < len; q0 += query_block_) {
         const int64_t rows = std::min(query_block_, len - q0);
         const AttentionPrimitives& prim = attention_primitives(len, rows, num_heads, head_dim);
-        scores.resize(static_cast<size_t>(num_heads * rows * len));
-        float* base = const_cast<float*>(qkv.data());
-        const auto view = [&](const dnnl::memory::desc& md, float* p) { return dnnl::memory(md, *engine_, p); };
-        prim.scores.execute(stream, {{DNNL_ARG_SRC, view(prim.q_md, base + (begin + q0) * qkv.cols())},
-                                     {DNNL_ARG_WEIGHTS, view(prim.kt_md, base + begin * qkv.cols() + hidden)},
-                                     {DNNL_ARG_DST, view(prim.scores_md, scores.data())}});
-        stream.wait();
+        grow(scores, num_heads * rows * len);
+        if (bf16) grow(probs_bf16, num_heads * rows * len);
+        const auto key = [&](int role) { return onednn_detail::MemoryKey{role + (bf16 ? 100 : 0), num_heads, head_dim, rows, len}; };
+        const auto at = [&](int64_t token, int64_t column) { return base + (token * row_stride + column) * element; };
+        onednn_detail::execute(
+            prim.scores, {{DNNL_ARG_SRC, bind_memory(key(kQuery), [&] { return prim.q_md; }, at(begin + q0, 0))},
+                          {DNNL_ARG_WEIGHTS, bind_memory(key(kKeyT), [&] { return prim.kt_md; }, at(begin, hidden))},
+                          {DNNL_ARG_DST, bind_memory(key(kScores), [&] { return prim.scores_md; }, scores.data())}});
         float* score_rows = scores.data();
+        Eigen::bfloat16* prob_rows = probs_bf16.data();
         const int64_t total_rows = num_heads * rows;
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < total_rows; ++r) {
           onednn_detail::ArrayMap row(score_rows + r * len, len);
           row = (row - row.maxCoeff()).exp();
           row /= row.sum();
+          if (bf16) Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(prob_rows + r * len, len) = row.cast<Eigen::bfloat16>();
         }
-        prim.context.execute(stream, {{DNNL_ARG_SRC, view(prim.scores_md, scores.data())},
-                                      {DNNL_ARG_WEIGHTS, view(prim.v_md, base + begin * qkv.cols() + 2 * hidden)},
-                                      {DNNL_ARG_DST, view(prim.context_md, context.row(begin + q0))}});
-        stream.wait();
+        onednn_detail::execute(
+            prim.context,
+            {{DNNL_ARG_SRC, bind_memory(key(kProbs), [&] { return prim.probs_md; },
+                                        bf16 ? static_cast<const void*>(prob_rows) : static_cast<const void*>(score_rows))},
+             {DNNL_ARG_WEIGHTS, bind_memory(key(kValue), [&] { return prim.v_md; }, at(begin, 2 * hidden))},
+             {DNNL_ARG_DST, bind_memory(key(kContext), [&] { return prim.context_md; }, context.row(begin + q0))}});
         if (probs)
           for (int64_t h = 0; h < num_heads; ++h)
             for (int64_t i = 0; i < rows; ++i)
@@ -369,6 +471,12 @@ class OneDnnBackend {
   std::vector<float> to_host(const Matrix& m) const { return m.to_vector(); }
 
  private:
+  // Roles of the per-thread memory objects (onednn_detail::bind_memory); a linear's source adds
+  // its dtype to kLinearSrc, bf16 attention 100 to the attention roles.
+  enum : int { kLinearDst = 1, kLinearBias, kQuery, kKeyT, kValue, kScores, kProbs, kContext, kLinearSrc = 1000 };
+
+  static const dnnl::engine& engine() { return onednn_detail::cpu_engine(); }
+
   dnnl::matmul::primitive_desc make_primitive_desc(const Linear& l, int64_t rows, Activation act,
                                                    const dnnl::memory::desc& weights_desc) const {
     using dt = dnnl::memory::data_type;
@@ -381,14 +489,15 @@ class OneDnnBackend {
       attr.set_post_ops(ops);
     }
     if (l.precision == Precision::int8) {
-      attr.set_output_scales(1 << 1, l.weight_scales.empty() ? std::vector<float>(static_cast<size_t>(l.out), 1.0f)
-                                                             : l.weight_scales);
+      // No output scales: our epilogue applies the per-channel weight scales with the per-token
+      // ones. So the int8 primitives of equal shapes are equal, and oneDNN's primitive cache
+      // shares one JIT-compiled kernel among all layers (less code memory, faster first call).
       const dnnl::matmul::desc d({{rows, l.in}, src_type, tag::ab}, weights_desc, {{rows, l.out}, dt::f32, tag::ab});
-      return dnnl::matmul::primitive_desc(d, attr, *engine_);
+      return dnnl::matmul::primitive_desc(d, attr, engine());
     }
     const dnnl::matmul::desc d({{rows, l.in}, src_type, tag::ab}, weights_desc, {{1, l.out}, dt::f32, tag::ab},
                                {{rows, l.out}, dt::f32, tag::ab});
-    return dnnl::matmul::primitive_desc(d, attr, *engine_);
+    return dnnl::matmul::primitive_desc(d, attr, engine());
   }
 
   const dnnl::matmul& primitive(const Linear& l, int64_t rows, Activation act) const {
@@ -406,7 +515,7 @@ class OneDnnBackend {
   }
 
   struct AttentionPrimitives {
-    dnnl::memory::desc q_md, kt_md, v_md, scores_md, context_md;
+    dnnl::memory::desc q_md, kt_md, v_md, scores_md, probs_md, context_md;
     dnnl::matmul scores, context;
   };
 
@@ -419,16 +528,18 @@ class OneDnnBackend {
     using dt = dnnl::memory::data_type;
     using dims = dnnl::memory::dims;
     const int64_t hidden = heads * head_dim, row_stride = 3 * hidden;
+    const dt type = precision_ == Precision::bf16 ? dt::bf16 : dt::f32;  // of Q, K, V and P
     AttentionPrimitives p;
-    p.q_md = dnnl::memory::desc(dims{heads, rows, head_dim}, dt::f32, dims{head_dim, row_stride, 1});
-    p.kt_md = dnnl::memory::desc(dims{heads, head_dim, len}, dt::f32, dims{head_dim, 1, row_stride});
-    p.v_md = dnnl::memory::desc(dims{heads, len, head_dim}, dt::f32, dims{head_dim, row_stride, 1});
+    p.q_md = dnnl::memory::desc(dims{heads, rows, head_dim}, type, dims{head_dim, row_stride, 1});
+    p.kt_md = dnnl::memory::desc(dims{heads, head_dim, len}, type, dims{head_dim, 1, row_stride});
+    p.v_md = dnnl::memory::desc(dims{heads, len, head_dim}, type, dims{head_dim, row_stride, 1});
     p.scores_md = dnnl::memory::desc(dims{heads, rows, len}, dt::f32, dims{rows * len, len, 1});
+    p.probs_md = dnnl::memory::desc(dims{heads, rows, len}, type, dims{rows * len, len, 1});
     p.context_md = dnnl::memory::desc(dims{heads, rows, head_dim}, dt::f32, dims{head_dim, hidden, 1});
     dnnl::primitive_attr scale;
     scale.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(head_dim))});
-    p.scores = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.q_md, p.kt_md, p.scores_md), scale, *engine_));
-    p.context = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.scores_md, p.v_md, p.context_md), *engine_));
+    p.scores = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.q_md, p.kt_md, p.scores_md), scale, engine()));
+    p.context = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.probs_md, p.v_md, p.context_md), engine()));
     return attention_cache_.emplace(std::make_pair(len, rows), std::move(p)).first->second;
   }
 
@@ -451,7 +562,6 @@ class OneDnnBackend {
   bool has_vnni_ = false;
   std::string fallback_reason_;
   int64_t query_block_;
-  std::shared_ptr<dnnl::engine> engine_;
   mutable std::map<std::pair<int64_t, int64_t>, AttentionPrimitives> attention_cache_;
   mutable std::unique_ptr<std::mutex> attention_mutex_ = std::make_unique<std::mutex>();
 };
