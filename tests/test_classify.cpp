@@ -24,28 +24,6 @@ const LabelScore& find_label(const ClassifyResult& r, const std::string& label) 
   throw std::logic_error("unreachable");
 }
 
-// Calls call(i) for every request i from 4 threads at once, each thread starting at another
-// request and going round twice; returns what each thread got per request. Catch's macros are
-// not thread-safe, so the caller checks afterwards.
-template <class Call>
-auto results_from_threads(size_t requests, Call call) {
-  constexpr size_t kThreads = 4;
-  std::vector<std::vector<decltype(call(size_t{0}))>> got(kThreads, std::vector<decltype(call(size_t{0}))>(requests));
-  std::vector<std::exception_ptr> errors(kThreads);
-  std::vector<std::thread> threads;
-  for (size_t t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      try {
-        for (size_t k = 0; k < 2 * requests; ++k) got[t][(t + k) % requests] = call((t + k) % requests);
-      } catch (...) {
-        errors[t] = std::current_exception();
-      }
-    });
-  for (auto& thread : threads) thread.join();
-  for (const auto& error : errors)
-    if (error) std::rethrow_exception(error);
-  return got;
-}
 
 }  // namespace
 
@@ -289,7 +267,7 @@ TEST_CASE("classify from 4 threads on one runner and one classifier equals seria
     for (size_t i = 0; i < requests.size(); ++i) classify(i);
     std::vector<std::vector<ClassifyResult>> serial;
     for (size_t i = 0; i < requests.size(); ++i) serial.push_back(classify(i));
-    const auto threaded = results_from_threads(requests.size(), classify);
+    const auto threaded = test::results_from_threads(requests.size(), classify);
     for (const auto& per_thread : threaded)
       for (size_t i = 0; i < requests.size(); ++i) CHECK(per_thread[i] == serial[i]);
     CHECK(serial[0][0].labels.size() == 3);

@@ -3,12 +3,15 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "convert.hpp"
 #include "tinybert/model.hpp"
@@ -54,6 +57,29 @@ inline std::unique_ptr<Model> convert_model(const std::filesystem::path& folder,
   options.dtype = dtype;
   convert::convert_folder(folder, out.string(), options);
   return std::make_unique<Model>(out.string());
+}
+
+// Calls call(i) for every request i from 4 threads at once, each thread starting at another
+// request and going round twice; returns what each thread got per request. Catch's macros are
+// not thread-safe, so the caller checks afterwards.
+template <class Call>
+auto results_from_threads(size_t requests, Call call) {
+  constexpr size_t kThreads = 4;
+  std::vector<std::vector<decltype(call(size_t{0}))>> got(kThreads, std::vector<decltype(call(size_t{0}))>(requests));
+  std::vector<std::exception_ptr> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      try {
+        for (size_t k = 0; k < 2 * requests; ++k) got[t][(t + k) % requests] = call((t + k) % requests);
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
+  return got;
 }
 
 }  // namespace tinybert::test
