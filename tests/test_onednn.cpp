@@ -40,7 +40,7 @@ thread_local bool in_hook = false;  // backtrace() and dladdr() may allocate the
 
 // An allocation with a libdnnl frame on its stack is oneDNN's own bookkeeping inside a
 // primitive's execution; any other is ours.
-void count_allocation(size_t bytes) {
+[[maybe_unused]] void count_allocation(size_t bytes) {  // unused under a sanitizer
   if (!counting.load(std::memory_order_relaxed) || in_hook) return;
   in_hook = true;
   void* frames[48];
