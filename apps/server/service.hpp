@@ -150,9 +150,8 @@ class Service {
     const Schema schema = run_task([&] {
       try {
         return parse_schema(request.raw()["schema"], limits);
-      } catch (const Error& e) {
-        if (std::string(e.what()).find("more than") != std::string::npos) throw too_large(e.what());
-        throw;
+      } catch (const SchemaTooLarge& e) {
+        throw too_large(e.what());
       }
     });
     std::unique_ptr<Extractor> custom;

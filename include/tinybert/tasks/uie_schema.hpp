@@ -35,6 +35,12 @@ struct Schema {
   }
 };
 
+// A schema with more names than SchemaLimits::max_nodes (a server answers it as "too large").
+class SchemaTooLarge : public Error {
+ public:
+  using Error::Error;
+};
+
 struct SchemaLimits {
   size_t max_depth = 3;     // entity -> relation -> sub-relation
   size_t max_nodes = 256;   // names in the whole tree
@@ -58,7 +64,7 @@ struct SchemaParser {
       throw Error("schema " + path + ": nested " + std::to_string(depth) + " levels deep (at most " +
                   std::to_string(limits.max_depth) + ")");
     if (++nodes > limits.max_nodes)
-      throw Error("schema " + path + ": more than " + std::to_string(limits.max_nodes) + " names");
+      throw SchemaTooLarge("schema " + path + ": more than " + std::to_string(limits.max_nodes) + " names");
     return SchemaNode{name, {}};
   }
 
