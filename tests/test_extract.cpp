@@ -339,7 +339,8 @@ TEST_CASE("demo-uie: a long text in windows finds the entities of its short part
   for (const auto& r : short_results)
     for (const auto& [name, spans] : r) per_copy += spans.size();
   int64_t offset = 0;
-  for (int copy = 0; copy < 20; ++copy) {
+  constexpr int kCopies = 8;  // 37 windows per prompt
+  for (int copy = 0; copy < kCopies; ++copy) {
     for (size_t p = 0; p < parts.size(); ++p) {
       for (const auto& [name, spans] : short_results[p])
         for (const auto& s : spans) expected.insert({name, s.start + offset, s.end + offset});
@@ -366,10 +367,10 @@ TEST_CASE("demo-uie: a long text in windows finds the entities of its short part
                         << " short-text entities found (" << missed_at_part_start
                         << " of the misses start a part), " << found.size() << " spans in all");
   CHECK(windows > 20);
-  CHECK(expected.size() == 20 * per_copy);
+  CHECK(expected.size() == kCopies * per_copy);
   // In the long text a sentence is read among its neighbours, not alone between [SEP]s, and
   // this weak model (trained on single sentences) then misses some entities, mostly at the start
-  // of a sentence; measured 279 of 360. Window borders must not add losses on top of that.
+  // of a sentence; measured 108 of 144. Window borders must not add losses on top of that.
   CHECK(recalled >= expected.size() * 70 / 100);
 }
 
