@@ -187,6 +187,7 @@ TEST_CASE("every endpoint answers on the tiny models", "[server]") {
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_requests_total{endpoint=\"/v1/classify\",status=\"200\"} 2"));
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_request_duration_seconds_bucket{endpoint=\"/v1/extract\""));
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_batch_tokens_bucket{model=\"uie\""));
+  CHECK_THAT(metrics->body, Catch::Contains("tinybert_batch_run_seconds_count{model=\"uie\"}"));
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_queue_depth{model=\"bert\"} 0"));
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_label_cache_misses_total 3"));  // a, b, c once
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_label_cache_hit_ratio"));

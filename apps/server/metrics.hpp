@@ -57,6 +57,7 @@ class Metrics {
     m.sequences.observe(static_cast<double>(batch.sequences));
     m.tokens.observe(static_cast<double>(batch.tokens));
     m.queue_wait.observe(batch.queue_wait_seconds);
+    m.run.observe(batch.run_seconds);
   }
 
   // queue_depths: model -> waiting passes now.
@@ -79,7 +80,8 @@ class Metrics {
         {"tinybert_batch_passes", "Forward passes (of requests) merged into one batch.", &BatchHistograms::passes},
         {"tinybert_batch_sequences", "Sequences in one merged forward pass.", &BatchHistograms::sequences},
         {"tinybert_batch_tokens", "Tokens in one merged forward pass.", &BatchHistograms::tokens},
-        {"tinybert_batch_queue_wait_seconds", "How long the oldest pass of a batch waited.", &BatchHistograms::queue_wait}};
+        {"tinybert_batch_queue_wait_seconds", "How long the oldest pass of a batch waited.", &BatchHistograms::queue_wait},
+        {"tinybert_batch_run_seconds", "How long the merged forward pass ran.", &BatchHistograms::run}};
     for (const auto& metric : batch_metrics) {
       out << "# HELP " << metric.name << " " << metric.help << "\n# TYPE " << metric.name << " histogram\n";
       for (const auto& [model, m] : batches_) (m.*metric.histogram).render(out, metric.name, "model=\"" + model + "\"");
@@ -108,6 +110,7 @@ class Metrics {
     Histogram sequences{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}};
     Histogram tokens{{16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}};
     Histogram queue_wait{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
+    Histogram run{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
   };
 
   mutable std::mutex mutex_;

@@ -5,6 +5,7 @@ usage: python3 bench/load/load_table.py bench/results/load_DATE.jsonl
 1. One row per (round, endpoint, server configuration): requests, errors, QPS, p50/p90/p99
    latency, QPS / QPS(batching off) of the same endpoint and round, what the scheduler merged
    (mean passes, sequences and tokens per forward pass, mean queue wait of a batch's oldest pass,
+   mean forward time of a batch and "busy", the share of the run the forward passes took, all
    from /metrics over the measured run), the 1-minute load average before the run and the
    server's RSS after it.
 2. A summary per (endpoint, configuration) over the rounds: total errors, mean QPS, worst p99,
@@ -51,8 +52,9 @@ def main():
         out.append(f"Client: `{meta['wrk']}`, after a {meta['warmup_s']} s warm-up with the same script")
         out.append("")
     out.append("| round | endpoint | batching | conns | s | requests | errors | QPS | p50 ms | p90 ms | p99 ms "
-               "| QPS / QPS(off) | passes/batch | seqs/batch | tokens/batch | queue wait ms | load 1m | RSS MiB |")
-    out.append("|---:|---|---|" + "---:|" * 15)
+               "| QPS / QPS(off) | passes/batch | seqs/batch | tokens/batch | queue wait ms | run ms/batch | busy "
+               "| load 1m | RSS MiB |")
+    out.append("|---:|---|---|" + "---:|" * 17)
     for r in runs:
         base = off_qps.get((r.get("round", 1), r["endpoint"]))
         ratio = "–" if not r["batching"] or not base else f"{r['qps'] / base:.2f}×"
@@ -64,7 +66,8 @@ def main():
         out.append(f"| {r.get('round', 1)} | {r['endpoint']} | {config_name(r)} | {r['connections']} | {r['duration_s']:.1f} "
                    f"| {r['requests']} | {err_text} | {r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} "
                    f"| {ratio} | {fmt(b['passes_per_batch'], 2)} | {fmt(b['sequences_per_batch'])} "
-                   f"| {fmt(b['tokens_per_batch'], 0)} | {fmt(b['queue_wait_ms'], 2)} | {r.get('loadavg_1m_before', '–')} "
+                   f"| {fmt(b['tokens_per_batch'], 0)} | {fmt(b['queue_wait_ms'], 2)} | {fmt(b.get('run_ms'), 2)} "
+                   f"| {fmt(b.get('busy'), 2)} | {r.get('loadavg_1m_before', '–')} "
                    f"| {r.get('server_rss_mib', '–')} |")
 
     groups = defaultdict(list)

@@ -48,6 +48,11 @@ def main():
                           "tokens_per_batch": per("tinybert_batch_tokens_sum"),
                           "queue_wait_ms": (round(1000 * d.get("tinybert_batch_queue_wait_seconds_sum", 0.0) / batches, 3)
                                             if batches else None),
+                          # mean forward time of a batch, and the share of the measured time
+                          # the model's forward passes ran (1.0: compute-bound)
+                          "run_ms": (round(1000 * d.get("tinybert_batch_run_seconds_sum", 0.0) / batches, 3)
+                                     if batches else None),
+                          "busy": round(d.get("tinybert_batch_run_seconds_sum", 0.0) / result["duration_s"], 3),
                           "passes": int(d.get("tinybert_batch_passes_sum", 0)),
                           "tokens": int(d.get("tinybert_batch_tokens_sum", 0))}}
     print(json.dumps(record, ensure_ascii=False))
