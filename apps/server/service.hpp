@@ -172,10 +172,12 @@ class Service {
     const std::vector<std::string> texts = request.inputs();
     EmbedOptions o;
     o.normalize = request.boolean("normalize");
-    const auto vectors = run_task([&] { return embed_texts(*m.runner, texts, o); });
-    size_t tokens = 0;
-    const Tokenizer& tokenizer = m.model->tokenizer();
-    for (const auto& text : texts) tokens += tokenizer.encode(text, static_cast<size_t>(m.model->max_length())).ids.size();
+    int64_t tokens = 0;
+    const auto vectors = run_task([&] {
+      Batch batch = encode_texts(*m.model, texts);
+      tokens = batch.num_tokens();  // usage: what the model read, after truncation
+      return embed_batch(*m.runner, std::move(batch), o);
+    });
     json data = json::array();
     for (size_t i = 0; i < vectors.size(); ++i)
       data.push_back(json{{"object", "embedding"}, {"index", i}, {"embedding", vectors[i]}});
