@@ -24,7 +24,6 @@ const LabelScore& find_label(const ClassifyResult& r, const std::string& label) 
   throw std::logic_error("unreachable");
 }
 
-
 }  // namespace
 
 TEST_CASE("label cache: LRU eviction order, counters, keys", "[classify][cache]") {

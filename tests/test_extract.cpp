@@ -37,7 +37,6 @@ std::string substr_chars(const std::string& text, int64_t start, int64_t end) {
   return text.substr(b, e - b);
 }
 
-
 }  // namespace
 
 TEST_CASE("schema: every PaddleNLP and SiameseUIE form parses to the same tree", "[extract][schema]") {

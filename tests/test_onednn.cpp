@@ -1,15 +1,15 @@
 // The oneDNN backend against the fp32 reference and the PyTorch goldens, per precision.
 // Tolerances: f32 1e-4 abs on hidden states (other summation order); bf16 and int8 by cosine
 // (CLS of bge >= 0.999 bf16, >= 0.99 int8, as issue 6 states), tiny models per token.
-#include <catch2/catch.hpp>
-#include <set>
-#include <atomic>
-#include <cmath>
-#include <cstdlib>
 #include <dlfcn.h>
 #include <execinfo.h>
 
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "convert.hpp"
 #include "test_support.hpp"

@@ -122,6 +122,21 @@ inline void quantize_row(const float* x, int64_t cols, int8_t* q, float* scale) 
       (v * (1.0f / *scale)).rint().max(-127.0f).min(127.0f).cast<int32_t>().cast<int8_t>();
 }
 
+// Grows a per-thread scratch vector to at least n elements (never shrinks: a warm forward
+// pass allocates nothing).
+template <class Vector>
+void grow(Vector& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+}
+
+// out = x rounded to bf16 (Eigen's vectorised round-to-nearest-even), rows in parallel.
+inline void to_bf16_rows(const float* x, int64_t rows, int64_t cols, Eigen::bfloat16* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(out + r * cols, cols) =
+        Eigen::Map<const Eigen::ArrayXf>(x + r * cols, cols).cast<Eigen::bfloat16>();
+}
+
 // One CPU engine for the process, so that memory objects and streams made once serve the
 // primitives of every backend. Never destroyed: thread-local objects made for it may outlive
 // any static.
@@ -321,13 +336,11 @@ class OneDnnBackend {
     const dnnl::matmul& prim = primitive(l, padded, int8 ? Activation::none : act);
     // Scratch of the calling thread (grows only); the OpenMP loops below must use raw pointers
     // into it, since inside a parallel region a thread_local name would mean each worker's own copy.
-    thread_local std::vector<uint16_t> bf16_src;
+    thread_local std::vector<Eigen::bfloat16> bf16_src;
     thread_local std::vector<int8_t> s8_src;
     thread_local std::vector<float> token_scales;
     thread_local std::vector<float> f32_src;  // f32 input with room for the padding rows
-    const auto grow = [](auto& v, int64_t n) {
-      if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-    };
+    using onednn_detail::grow;
     const void* src_data = in.data();
     dt src_type = dt::f32;
     if (l.precision == Precision::f32 && padded > rows) {
@@ -336,12 +349,7 @@ class OneDnnBackend {
       src_data = f32_src.data();
     } else if (l.precision == Precision::bf16) {
       grow(bf16_src, padded * cols);
-      auto* converted = reinterpret_cast<Eigen::bfloat16*>(bf16_src.data());
-      const float* x = in.data();
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r)  // Eigen's vectorised round-to-nearest-even conversion
-        Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(converted + r * cols, cols) =
-            Eigen::Map<const Eigen::ArrayXf>(x + r * cols, cols).cast<Eigen::bfloat16>();
+      onednn_detail::to_bf16_rows(in.data(), rows, cols, bf16_src.data());
       src_data = bf16_src.data();
       src_type = dt::bf16;
     } else if (int8) {
@@ -405,21 +413,13 @@ class OneDnnBackend {
     const bool bf16 = precision_ == Precision::bf16;
     thread_local std::vector<float> scores;
     thread_local std::vector<Eigen::bfloat16> qkv_bf16, probs_bf16;
-    const auto grow = [](auto& v, int64_t n) {
-      if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-    };
+    using onednn_detail::grow;
     const char* base = reinterpret_cast<const char*>(qkv.data());
     const int64_t element = bf16 ? 2 : 4;
     if (bf16) {
       grow(qkv_bf16, qkv.rows() * row_stride);
-      Eigen::bfloat16* converted = qkv_bf16.data();
-      const float* x = qkv.data();
-      const int64_t tokens = qkv.rows();
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < tokens; ++r)
-        Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(converted + r * row_stride, row_stride) =
-            Eigen::Map<const Eigen::ArrayXf>(x + r * row_stride, row_stride).cast<Eigen::bfloat16>();
-      base = reinterpret_cast<const char*>(converted);
+      onednn_detail::to_bf16_rows(qkv.data(), qkv.rows(), row_stride, qkv_bf16.data());
+      base = reinterpret_cast<const char*>(qkv_bf16.data());
     }
     using onednn_detail::bind_memory;
     for (int64_t s = 0; s < batch.num_sequences(); ++s) {
