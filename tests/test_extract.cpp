@@ -210,13 +210,13 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
     }
   }
 
-  CHECK_THAT(error_of([&] { extractor.run({"ok", ""}, schema); }), Contains("text 1 is empty"));
-  CHECK_THAT(error_of([&] { extractor.run({std::string("a\xff")}, schema); }), Contains("text 0") && Contains("UTF-8"));
+  CHECK_THAT(error_of([&] { extractor.run({"ok", ""}, schema); }), Contains("text 2: empty text"));
+  CHECK_THAT(error_of([&] { extractor.run({std::string("a\xff")}, schema); }), Contains("text 1: invalid UTF-8"));
   ExtractOptions tight = options;
   tight.max_text_chars = 5;
   tight.max_prompts = 3;
   const Extractor limited(runner, tight);
-  CHECK_THAT(error_of([&] { limited.run({"a b c d e f"}, schema); }), Contains("text 0") && Contains("at most 5"));
+  CHECK_THAT(error_of([&] { limited.run({"a b c d e f"}, schema); }), Contains("text 1: has 11 characters (at most 5)"));
   CHECK_THAT(error_of([&] { limited.run({"a", "b"}, schema); }), Contains("needs 4 prompts (limit 3)"));
   ExtractOptions tiny_window = options;
   tiny_window.max_seq_len = 5;

@@ -23,6 +23,7 @@ class RecordingRunner final : public Runner {
   };
   RecordingRunner(const Model& model, CpuRefBackend& backend) : direct_(model, backend) {}
   const Model& model() const override { return direct_.model(); }
+  std::string backend_name() const override { return direct_.backend_name(); }
   ForwardResult run(ForwardRequest request) override {
     ForwardResult result = direct_.run(request);
     passes.push_back({std::move(request), result.attention});

@@ -286,3 +286,46 @@ TEST_CASE("oneDNN forward pass allocates nothing once warm", "[onednn][allocatio
     CHECK(ws.hidden.to_vector() == first);  // and the same result
   }
 }
+
+// One backend may serve models of different shapes (the server shares none today, a library user
+// may): the attention primitives of a length must not be reused across head counts. Before the
+// cache was keyed by head count too, the second call here ran with the first call's 2 heads.
+TEST_CASE("oneDNN attention primitives are cached per head count", "[onednn][attention]") {
+  const int64_t hidden = 64, len = 9;
+  Batch batch;
+  batch.add(std::vector<int32_t>(len, 1));
+  HostMatrix qkv, ref_context, fast_context;
+  qkv.resize(len, 3 * hidden);
+  for (int64_t i = 0; i < len * 3 * hidden; ++i) qkv.data()[i] = static_cast<float>(std::sin(0.37 * i));
+  CpuRefBackend ref;
+  OneDnnBackend fast(Precision::f32);
+  for (int64_t heads : {2, 4, 8, 2}) {
+    ref.attention(qkv, batch, heads, ref_context);
+    fast.attention(qkv, batch, heads, fast_context);
+    double worst = 0;
+    for (int64_t i = 0; i < len * hidden; ++i)
+      worst = std::max(worst, double(std::fabs(fast_context.data()[i] - ref_context.data()[i])));
+    INFO(heads << " heads");
+    CHECK(worst < 1e-5);
+  }
+}
+
+// Label embeddings computed in int8 are not the f32 ones: a label cache shared by classifiers of
+// one model on two backends keeps one entry per backend (before, the second classifier hit the
+// first one's vectors).
+TEST_CASE("the label cache keys on the backend", "[onednn][classify]") {
+  const auto model = test::convert_model(test::test_data_dir() / "tiny/tiny-bert", "tiny-bert-label-cache");
+  auto cache = std::make_shared<LabelCache>(64);
+  OwningRunner<CpuRefBackend> ref(*model);
+  OwningRunner<OneDnnBackend> int8(*model, Precision::int8);
+  CHECK(ref.backend_name() == "ref");
+  ZeroShotClassifier on_ref(ref, cache), on_int8(int8, cache);
+  const std::vector<std::string> labels = {"体育", "财经"};
+  on_ref.classify({"今天的比赛"}, labels, {});
+  CHECK(cache->stats().misses == 2);
+  on_int8.classify({"今天的比赛"}, labels, {});
+  CHECK(cache->stats().misses == 4);
+  CHECK(cache->stats().hits == 0);
+  on_ref.classify({"明天的比赛"}, labels, {});
+  CHECK(cache->stats().hits >= 2);
+}

@@ -5,6 +5,7 @@
 
 #include "convert.hpp"
 #include "test_support.hpp"
+#include "tinybert/backend/trace.hpp"
 #include "tinybert/tinybert.hpp"
 
 using namespace tinybert;
@@ -176,28 +177,73 @@ TEST_CASE("packed batches give the same result as one sequence at a time", "[tin
   }
 }
 
-TEST_CASE("bad batches are rejected before any kernel runs", "[tiny][errors]") {
+TEST_CASE("bad requests are rejected before any kernel runs", "[tiny][errors]") {
   TinyRun run = convert_and_open("tiny-bert");
   CpuRefBackend backend;
-  const Encoder encoder(*run.model, backend);
-  Workspace<CpuRefBackend> ws;
-  const auto expect_error = [&](const Batch& batch, const std::string& fragment) {
+  DirectRunner runner(*run.model, backend);
+  const auto expect_error = [&](const ForwardRequest& request, const std::string& fragment) {
     try {
-      encoder.forward(batch, ws);
-      FAIL("no error for: " << fragment);
+      validate_request(request, run.model->config());
+      FAIL("validate_request let through: " << fragment);
     } catch (const Error& e) {
       CHECK_THAT(e.what(), Catch::Contains(fragment));
     }
+    CHECK_THROWS_WITH(runner.run(request), Catch::Contains(fragment));  // every runner validates
+  };
+  const auto with_batch = [](Batch batch) {
+    ForwardRequest request;
+    request.batch = std::move(batch);
+    return request;
   };
   Batch too_big_id;
   too_big_id.add(std::vector<int32_t>{101, 100000, 102});
-  expect_error(too_big_id, "token id 100000");
+  expect_error(with_batch(too_big_id), "token id 100000");
   Batch bad_type;
   bad_type.add(std::vector<int32_t>{101, 102}, std::vector<int32_t>{0, 7});
-  expect_error(bad_type, "token type id 7");
+  expect_error(with_batch(bad_type), "token type id 7");
   Batch too_long;
   too_long.add(std::vector<int32_t>(static_cast<size_t>(run.model->config().max_position_embeddings + 1), 101));
-  expect_error(too_long, "takes at most");
-  expect_error(Batch{}, "no sequences");
+  expect_error(with_batch(too_long), "takes at most");
+  expect_error(with_batch(Batch{}), "no sequences");
   CHECK_THROWS_AS(Batch{}.add(std::vector<int32_t>{}), Error);
+
+  Batch ok;
+  ok.add(std::vector<int32_t>{101, 102});
+  Batch broken_packing = ok;
+  broken_packing.cu_seqlens.back() = 5;
+  expect_error(with_batch(broken_packing), "cu_seqlens ends at 5");
+  Batch empty_sequence = ok;
+  empty_sequence.cu_seqlens.push_back(2);
+  expect_error(with_batch(empty_sequence), "sequence 1 is empty");
+  Batch missing_types = ok;
+  missing_types.token_type_ids.pop_back();
+  expect_error(with_batch(missing_types), "1 token type ids");
+  ForwardRequest row_outside = with_batch(ok);
+  row_outside.head.kind = HeadKind::mlm_logits;
+  row_outside.rows = {2};
+  expect_error(row_outside, "row 2 is outside");
+  ForwardRequest wrong_head = with_batch(ok);
+  wrong_head.head.kind = HeadKind::uie_spans;
+  expect_error(wrong_head, "has no uie_spans head");
+  ForwardRequest fine = with_batch(ok);
+  CHECK_NOTHROW(validate_request(fine, run.model->config()));
+  CHECK(runner.run(fine).values.size() == static_cast<size_t>(run.model->config().hidden_size));
+}
+
+TEST_CASE("the workspace plan follows the encoder's order of operations", "[tiny]") {
+  TinyRun run = convert_and_open("tiny-bert");
+  const ModelConfig& c = run.model->config();
+  const WorkspacePlan plan = workspace_plan(*run.model);
+  CHECK(plan.at(WorkspaceBuffer::qkv).cols == 3 * c.hidden_size);
+  CHECK(plan.at(WorkspaceBuffer::intermediate).cols == c.intermediate_size);
+  CHECK(plan.at(WorkspaceBuffer::hidden).cols == c.hidden_size);
+  // qkv is dead once attention has read it, intermediate once the second FFN GEMM has: one storage
+  CHECK(plan.at(WorkspaceBuffer::qkv).group == plan.at(WorkspaceBuffer::intermediate).group);
+  // the residual stream is live all through; a GEMM's input and output never share
+  for (WorkspaceBuffer b : {WorkspaceBuffer::qkv, WorkspaceBuffer::context, WorkspaceBuffer::projected})
+    CHECK(plan.at(b).group != plan.at(WorkspaceBuffer::hidden).group);
+  CHECK(plan.at(WorkspaceBuffer::context).group != plan.at(WorkspaceBuffer::projected).group);
+  CHECK(plan.at(WorkspaceBuffer::context).group != plan.at(WorkspaceBuffer::qkv).group);
+  CHECK(plan.at(WorkspaceBuffer::projected).group != plan.at(WorkspaceBuffer::intermediate).group);
+  CHECK(plan.groups == 4);
 }

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -46,15 +45,12 @@ inline std::vector<std::string> tasks_of(const Model& model) {
   return {};
 }
 
-// "line 3, character 7: ..." / "text 3: ..." (the tasks' 1-based positions) -> input_index 2,
-// position 6.
+// A task's error as a 400; an InputError's location becomes input_index / position.
 inline ApiError task_error(const Error& e) {
   ApiError error = bad_request(e.what());
-  static const std::regex located(R"(^(?:line|text) (\d+)(?:, character (\d+))?: )");
-  std::cmatch m;
-  if (std::regex_search(e.what(), m, located)) {
-    error.input_index = std::stoul(m[1].str()) - 1;
-    if (m[2].matched) error.position = std::stoul(m[2].str()) - 1;
+  if (const auto* located = dynamic_cast<const InputError*>(&e)) {
+    error.input_index = located->input_index();
+    error.position = located->character();
   }
   return error;
 }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,13 @@ struct ModelConfig {
   Pooling pooling = Pooling::cls;
   bool normalize = true;
 
+  // Task settings the model's own files carry. The tasks read them here, never from the file.
+  // Longest sequence (special tokens included) the tokenizer config allows, at most
+  // max_position_embeddings (tokenizer "model_max_length"; Model fills it in).
+  int64_t max_length = 0;
+  std::optional<int64_t> uie_max_seq_len;  // UIE window: config "max_seq_len" / tokenizer "uie_max_seq_len"
+  std::optional<float> uie_position_prob;  // UIE span threshold: config "position_prob"
+
   int64_t head_dim() const { return hidden_size / num_heads; }
   int64_t num_labels() const { return static_cast<int64_t>(labels.size()); }
 
@@ -76,7 +84,7 @@ struct ModelConfig {
   }
 
   nlohmann::json to_json() const {
-    return {{"name", name},
+    nlohmann::json j = {{"name", name},
             {"architecture", architecture_name(architecture)},
             {"vocab_size", vocab_size},
             {"hidden_size", hidden_size},
@@ -92,6 +100,9 @@ struct ModelConfig {
             {"labels", labels},
             {"pooling", pooling == Pooling::cls ? "cls" : "mean"},
             {"normalize", normalize}};
+    if (uie_max_seq_len) j["max_seq_len"] = *uie_max_seq_len;
+    if (uie_position_prob) j["position_prob"] = *uie_position_prob;
+    return j;
   }
 
   static ModelConfig from_json(const nlohmann::json& j) {
@@ -116,6 +127,10 @@ struct ModelConfig {
       if (pooling != "cls" && pooling != "mean") throw Error("config: pooling '" + pooling + "' (expected cls or mean)");
       c.pooling = pooling == "cls" ? Pooling::cls : Pooling::mean;
       c.normalize = j.value("normalize", true);
+      if (j.contains("max_seq_len") && j["max_seq_len"].is_number_integer())
+        c.uie_max_seq_len = j["max_seq_len"].get<int64_t>();
+      if (j.contains("position_prob") && j["position_prob"].is_number())
+        c.uie_position_prob = j["position_prob"].get<float>();
     } catch (const nlohmann::json::exception& e) {
       throw Error(std::string("config: ") + e.what());
     }

@@ -1,14 +1,32 @@
 // THE forward pass of a BERT-family encoder, written once and templated on the backend.
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
-#include "tinybert/backend/host_matrix.hpp"
+#include "tinybert/backend/backend.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/model.hpp"
 
 namespace tinybert {
+
+// The activation buffers of one forward pass, by name (see Workspace and workspace_plan()).
+enum class WorkspaceBuffer { hidden, qkv, context, projected, intermediate };
+inline constexpr std::array kWorkspaceBuffers = {WorkspaceBuffer::hidden, WorkspaceBuffer::qkv,
+                                                 WorkspaceBuffer::context, WorkspaceBuffer::projected,
+                                                 WorkspaceBuffer::intermediate};
+
+inline const char* workspace_buffer_name(WorkspaceBuffer b) {
+  switch (b) {
+    case WorkspaceBuffer::hidden: return "hidden";
+    case WorkspaceBuffer::qkv: return "qkv";
+    case WorkspaceBuffer::context: return "context";
+    case WorkspaceBuffer::projected: return "projected";
+    case WorkspaceBuffer::intermediate: return "intermediate";
+  }
+  return "?";
+}
 
 // Activations of one forward pass. Sized by the first (or largest) batch; later batches of
 // the same size or smaller reuse the memory.
@@ -22,32 +40,28 @@ struct Workspace {
   // Last layer's attention probabilities, filled only when asked for (fill-mask attribution).
   std::vector<float> last_attention;
   bool record_last_attention = false;
-};
 
-// Checks a batch against the model before it reaches any kernel: every id must index its
-// embedding table and every sequence must fit the position table.
-inline void validate_batch(const Batch& batch, const ModelConfig& config) {
-  if (batch.num_sequences() == 0) throw Error("batch: no sequences");
-  const auto check = [](const std::vector<int32_t>& ids, int64_t limit, const char* what) {
-    for (size_t i = 0; i < ids.size(); ++i)
-      if (ids[i] < 0 || ids[i] >= limit)
-        throw Error(std::string("batch: ") + what + " " + std::to_string(ids[i]) + " at token " + std::to_string(i) +
-                    " is outside 0.." + std::to_string(limit - 1));
-  };
-  check(batch.input_ids, config.vocab_size, "token id");
-  check(batch.token_type_ids, config.type_vocab_size, "token type id");
-  check(batch.task_type_ids, std::max<int64_t>(config.task_type_vocab_size, 1), "task type id");
-  for (int64_t s = 0; s < batch.num_sequences(); ++s)
-    if (batch.seq_len(s) > config.max_position_embeddings)
-      throw Error("batch: sequence " + std::to_string(s) + " has " + std::to_string(batch.seq_len(s)) +
-                  " tokens, the model takes at most " + std::to_string(config.max_position_embeddings));
-}
+  typename Backend::Matrix& buffer(WorkspaceBuffer b) {
+    switch (b) {
+      case WorkspaceBuffer::hidden: return hidden;
+      case WorkspaceBuffer::qkv: return qkv;
+      case WorkspaceBuffer::context: return context;
+      case WorkspaceBuffer::projected: return projected;
+      case WorkspaceBuffer::intermediate: return intermediate;
+    }
+    return hidden;
+  }
+  const typename Backend::Matrix& buffer(WorkspaceBuffer b) const {
+    return const_cast<Workspace&>(*this).buffer(b);
+  }
+};
 
 template <class Backend>
 class Encoder {
  public:
   // Prepares (converts, packs) every weight once for the backend.
   Encoder(const Model& model, Backend& backend) : config_(model.config()), backend_(backend) {
+    static_assert(tinybert::Backend<Backend>, "see include/tinybert/backend/backend.hpp");
     const ModelWeights& w = model.weights();
     const float eps = config_.layer_norm_eps;
     embeddings_ = backend.prepare(w.embeddings, eps);
@@ -62,21 +76,21 @@ class Encoder {
     }
   }
 
-  // Packed tokens in, final hidden states out in ws.hidden ([tokens, hidden]).
+  // Packed tokens in, final hidden states out in ws.hidden ([tokens, hidden]). The batch must
+  // have passed validate_request() (request.hpp): the runners check it, backends trust it.
   void forward(const Batch& batch, Workspace<Backend>& ws) const {
-    validate_batch(batch, config_);
     backend_.embed(embeddings_, batch, ws.hidden);
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& layer = layers_[i];
       const bool record = ws.record_last_attention && i + 1 == layers_.size();
       // self-attention block, post-LayerNorm: h = LN(h + W_o * attention(W_qkv * h))
-      backend_.linear(layer.qkv, ws.hidden, ws.qkv);
+      backend_.linear(layer.qkv, ws.hidden, ws.qkv, Activation::none);
       backend_.attention(ws.qkv, batch, config_.num_heads, ws.context, record ? &ws.last_attention : nullptr);
-      backend_.linear(layer.attention_output, ws.context, ws.projected);
+      backend_.linear(layer.attention_output, ws.context, ws.projected, Activation::none);
       backend_.add_layernorm(layer.attention_norm, ws.projected, ws.hidden);
       // feed-forward block: h = LN(h + W_2 * gelu(W_1 * h))
       backend_.linear(layer.ffn_intermediate, ws.hidden, ws.intermediate, Activation::gelu);
-      backend_.linear(layer.ffn_output, ws.intermediate, ws.projected);
+      backend_.linear(layer.ffn_output, ws.intermediate, ws.projected, Activation::none);
       backend_.add_layernorm(layer.ffn_norm, ws.projected, ws.hidden);
     }
   }

@@ -184,17 +184,14 @@ class Model {
       : file_(path),
         config_(load_config(file_)),
         tokenizer_(load_tokenizer(file_)),
-        weights_(bind_weights(file_, config_)),
-        max_length_(file_.tokenizer().value("model_max_length", int64_t{512})) {
-    if (max_length_ <= 0 || max_length_ > config_.max_position_embeddings) max_length_ = config_.max_position_embeddings;
-  }
+        weights_(bind_weights(file_, config_)) {}
 
   const ModelConfig& config() const { return config_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   const ModelWeights& weights() const { return weights_; }
   const WeightFile& file() const { return file_; }
   // Longest sequence (special tokens included) the model accepts.
-  int64_t max_length() const { return max_length_; }
+  int64_t max_length() const { return config_.max_length; }
 
   // For a weight that a backend has copied (packed, converted or uploaded): lets go of the
   // file's pages it had to read, so that the weight is not resident twice. The file and the
@@ -209,12 +206,22 @@ class Model {
   }
 
  private:
+  // The config, with the settings that the converter keeps in the tokenizer section.
   static ModelConfig load_config(const WeightFile& file) {
+    ModelConfig config;
     try {
-      return ModelConfig::from_json(file.config());
+      config = ModelConfig::from_json(file.config());
     } catch (const Error& e) {
       throw Error(file.path() + ": " + e.what());
     }
+    const nlohmann::json& tokenizer = file.tokenizer();
+    config.max_length = tokenizer.value("model_max_length", int64_t{512});
+    if (config.max_length <= 0 || config.max_length > config.max_position_embeddings)
+      config.max_length = config.max_position_embeddings;
+    if (!config.uie_max_seq_len && tokenizer.contains("uie_max_seq_len") &&
+        tokenizer["uie_max_seq_len"].is_number_integer())
+      config.uie_max_seq_len = tokenizer["uie_max_seq_len"].get<int64_t>();
+    return config;
   }
   static Tokenizer load_tokenizer(const WeightFile& file) {
     const TensorEntry* vocab = file.find("tokenizer.vocab");
@@ -228,7 +235,6 @@ class Model {
   ModelConfig config_;
   Tokenizer tokenizer_;
   ModelWeights weights_;
-  int64_t max_length_;
 };
 
 }  // namespace tinybert

@@ -6,52 +6,14 @@
 #pragma once
 
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "tinybert/heads.hpp"
+#include "tinybert/request.hpp"
 
 namespace tinybert {
-
-enum class HeadKind {
-  pooled,             // sentence vectors [sequences, hidden]
-  classifier_logits,  // sequence classification logits [sequences, num_labels]
-  mlm_logits,         // masked-LM logits [rows, vocab] for the requested token rows
-  uie_spans,          // UIE start/end probabilities, [tokens] each
-};
-
-inline const char* head_kind_name(HeadKind kind) {
-  switch (kind) {
-    case HeadKind::pooled: return "pooled";
-    case HeadKind::classifier_logits: return "classifier_logits";
-    case HeadKind::mlm_logits: return "mlm_logits";
-    case HeadKind::uie_spans: return "uie_spans";
-  }
-  return "?";
-}
-
-// Which head, with its parameters. Two requests with equal heads can share one forward pass.
-struct Head {
-  HeadKind kind = HeadKind::pooled;
-  Pooling pooling = Pooling::cls;  // pooled only
-  bool normalize = false;          // pooled only
-  bool operator==(const Head&) const = default;
-};
-
-struct ForwardRequest {
-  Batch batch;                     // packed sequences
-  Head head;
-  std::vector<int64_t> rows;       // mlm_logits: packed token rows (of this batch) to score
-  bool record_attention = false;   // also return the last layer's attention probabilities
-};
-
-struct ForwardResult {
-  std::vector<float> values;       // pooled / classifier_logits / mlm_logits, row-major
-  std::vector<float> start, end;   // uie_spans: per token of the batch
-  // When recorded: for sequence s, head h, query i, key j at
-  // attention[offset(s) + (h * len + i) * len + j], offset(s) = sum of heads * len^2 before s.
-  std::vector<float> attention;
-};
 
 class Runner {
  public:
@@ -59,7 +21,51 @@ class Runner {
   // Safe to call from many threads at once.
   virtual ForwardResult run(ForwardRequest request) = 0;
   virtual const Model& model() const = 0;
+  // The backend that computes the results (Backend::name(): "ref", "int8", "cuda-f16", ...).
+  virtual std::string backend_name() const = 0;
 };
+
+// THE request path of every runner: validate the request against the model, run the encoder,
+// then the head the request names. `forward` runs the encoder over the batch; the CUDA runner
+// passes one that replays a captured CUDA Graph instead.
+template <class Backend, class Forward>
+ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads, Workspace<Backend>& ws,
+                          const ForwardRequest& request, Forward&& forward) {
+  validate_request(request, encoder.config());
+  ForwardResult result;
+  ws.record_last_attention = request.record_attention;
+  ws.last_attention.clear();
+  try {
+    forward(request.batch, ws);
+  } catch (...) {
+    ws.record_last_attention = false;
+    throw;
+  }
+  ws.record_last_attention = false;
+  if (request.record_attention) result.attention = std::move(ws.last_attention);
+  ws.last_attention.clear();
+  switch (request.head.kind) {
+    case HeadKind::pooled:
+      result.values = heads.pool(ws.hidden, request.batch, request.head.pooling, request.head.normalize);
+      break;
+    case HeadKind::classifier_logits: result.values = heads.classifier_logits(ws.hidden, request.batch); break;
+    case HeadKind::mlm_logits: result.values = heads.mlm_logits(ws.hidden, request.rows); break;
+    case HeadKind::uie_spans: {
+      auto p = heads.uie_probabilities(ws.hidden);
+      result.start = std::move(p.start);
+      result.end = std::move(p.end);
+      break;
+    }
+  }
+  return result;
+}
+
+template <class Backend>
+ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads, Workspace<Backend>& ws,
+                          const ForwardRequest& request) {
+  return run_request(encoder, heads, ws, request,
+                     [&encoder](const Batch& batch, Workspace<Backend>& w) { encoder.forward(batch, w); });
+}
 
 // Encoder + heads of a model on one backend, for one forward pass per run() call. Calls from
 // several threads are serialised (one workspace).
@@ -72,36 +78,10 @@ class DirectRunner final : public Runner {
 
   ForwardResult run(ForwardRequest request) override {
     std::lock_guard lock(mutex_);
-    return run_unlocked(request);
+    return run_request(encoder_, heads_, ws_, request);
   }
 
-  // For a caller that already serialises (the batching scheduler's worker thread).
-  ForwardResult run_unlocked(const ForwardRequest& request) {
-    ForwardResult result;
-    ws_.record_last_attention = request.record_attention;
-    encoder_.forward(request.batch, ws_);
-    ws_.record_last_attention = false;
-    if (request.record_attention) result.attention = std::move(ws_.last_attention);
-    ws_.last_attention.clear();
-    switch (request.head.kind) {
-      case HeadKind::pooled:
-        result.values = heads_.pool(ws_.hidden, request.batch, request.head.pooling, request.head.normalize);
-        break;
-      case HeadKind::classifier_logits:
-        result.values = heads_.classifier_logits(ws_.hidden, request.batch);
-        break;
-      case HeadKind::mlm_logits:
-        result.values = heads_.mlm_logits(ws_.hidden, request.rows);
-        break;
-      case HeadKind::uie_spans: {
-        auto p = heads_.uie_probabilities(ws_.hidden);
-        result.start = std::move(p.start);
-        result.end = std::move(p.end);
-        break;
-      }
-    }
-    return result;
-  }
+  std::string backend_name() const override { return encoder_.backend().name(); }
 
  private:
   const Model& model_;
@@ -120,6 +100,7 @@ class OwningRunner final : public Runner {
       : backend_(std::forward<BackendArgs>(args)...), runner_(model, backend_) {}
   ForwardResult run(ForwardRequest request) override { return runner_.run(std::move(request)); }
   const Model& model() const override { return runner_.model(); }
+  std::string backend_name() const override { return runner_.backend_name(); }
 
  private:
   Backend backend_;

@@ -384,6 +384,9 @@ CudaBackend::~CudaBackend() = default;
 const CudaOptions& CudaBackend::options() const { return impl_->options; }
 CudaBackend::Element CudaBackend::activation_element() const { return impl_->activation; }
 std::string CudaBackend::device_name() const { return impl_->device_name; }
+std::string CudaBackend::name() const {
+  return std::string("cuda-") + cuda_precision_name(impl_->options.precision);
+}
 void* CudaBackend::native_stream() const { return impl_->stream; }
 
 // ---- weights --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include "gemm.hpp"
 #include "tinybert/backend/cuda_runner.hpp"
+#include "tinybert/backend/trace.hpp"
 
 namespace tinybert {
 
@@ -31,26 +32,30 @@ struct CudaRunner::Impl {
   std::vector<const void*> captured_with;  // the buffers the graphs have baked in
   GraphStats stats;
 
+  // Which workspace buffers share storage, from the encoder's own order of operations (a
+  // group's members are never live at once; e.g. qkv and intermediate, 7 instead of 10 x hidden
+  // values per token for bert-base).
+  WorkspacePlan plan;
   int64_t reserved_tokens = 0, reserved_sequences = 0;
 
   Impl(const Model& m, const CudaOptions& o)
-      : model(m), options(o), backend(o), encoder(m, backend), heads(m, backend) {
+      : model(m), options(o), backend(o), encoder(m, backend), heads(m, backend), plan(workspace_plan(m)) {
     reserve(std::max<int64_t>(options.max_batch_tokens, 1),
             std::max<int64_t>(options.max_batch_sequences, 1));
   }
 
-  // The workspace, once, for batches up to `tokens` tokens. qkv and intermediate share one
-  // buffer: in encoder.hpp's order qkv is dead once attention has read it, and intermediate is
-  // dead once the FFN's second GEMM has read it, before the next layer writes qkv (7 instead of
-  // 10 x hidden values per token; the end-to-end tests compare with the reference).
+  // The workspace, once, for batches up to `tokens` tokens: each storage group's widest buffer
+  // owns the allocation, the others are views of it.
   void reserve(int64_t tokens, int64_t sequences) {
-    const ModelConfig& c = model.config();
-    backend.reserve(ws.hidden, tokens, c.hidden_size);
-    backend.reserve(ws.qkv, tokens, std::max(3 * c.hidden_size, c.intermediate_size));
-    backend.share_storage(ws.intermediate, ws.qkv);
-    backend.reserve(ws.context, tokens, c.hidden_size);
-    backend.reserve(ws.projected, tokens, c.hidden_size);
-    backend.reserve_batch(tokens, sequences, std::max(3 * c.hidden_size, c.intermediate_size));
+    int64_t widest = 0;
+    for (int group = 0; group < plan.groups; ++group) {
+      const WorkspacePlan::Entry& owner = plan.at(plan.owner(group));
+      backend.reserve(ws.buffer(owner.buffer), tokens, owner.cols);
+      widest = std::max(widest, owner.cols);
+    }
+    for (const WorkspacePlan::Entry& e : plan.entries)
+      if (e.buffer != plan.owner(e.group)) backend.share_storage(ws.buffer(e.buffer), ws.buffer(plan.owner(e.group)));
+    backend.reserve_batch(tokens, sequences, widest);
     reserved_tokens = tokens;
     reserved_sequences = sequences;
   }
@@ -72,9 +77,8 @@ struct CudaRunner::Impl {
 
   std::vector<const void*> buffers() const {
     std::vector<const void*> b = backend.internal_buffers();
-    for (const CudaBackend::Matrix* m :
-         {&ws.hidden, &ws.qkv, &ws.context, &ws.projected, &ws.intermediate})
-      b.push_back(m->device_data());
+    for (WorkspaceBuffer buffer : kWorkspaceBuffers)
+      b.push_back(ws.buffer(buffer).device_data());
     return b;
   }
 
@@ -103,11 +107,10 @@ struct CudaRunner::Impl {
   }
 
   // The encoder's forward pass, from a graph when there is (or now can be) one for this request.
-  void forward(const ForwardRequest& request) {
-    const Batch& batch = request.batch;
+  void forward(const Batch& batch) {
     ensure_workspace(batch);
     const bool graphable = options.cuda_graphs && stats.disabled_reason.empty() &&
-                           !request.record_attention && batch.num_sequences() == 1 &&
+                           !ws.record_last_attention && batch.num_sequences() == 1 &&
                            batch.num_tokens() <= options.max_batch_tokens;
     if (!graphable) {
       ++stats.eager;
@@ -124,7 +127,6 @@ struct CudaRunner::Impl {
         encoder.forward(batch, ws);  // also the warm-up of this shape
         return;
       }
-      validate_batch(batch, model.config());
       try {
         it = graphs.emplace(length, capture(batch)).first;
         captured_with = buffers();
@@ -136,7 +138,6 @@ struct CudaRunner::Impl {
         return;
       }
     } else {
-      validate_batch(batch, model.config());
       backend.stage_batch_for_replay(batch);
     }
     ++stats.replayed;
@@ -144,36 +145,8 @@ struct CudaRunner::Impl {
   }
 
   ForwardResult run(const ForwardRequest& request) {
-    ForwardResult result;
-    ws.record_last_attention = request.record_attention;
-    try {
-      forward(request);
-    } catch (...) {
-      ws.record_last_attention = false;
-      throw;
-    }
-    ws.record_last_attention = false;
-    if (request.record_attention) result.attention = std::move(ws.last_attention);
-    ws.last_attention.clear();
-    switch (request.head.kind) {
-      case HeadKind::pooled:
-        result.values =
-            heads.pool(ws.hidden, request.batch, request.head.pooling, request.head.normalize);
-        break;
-      case HeadKind::classifier_logits:
-        result.values = heads.classifier_logits(ws.hidden, request.batch);
-        break;
-      case HeadKind::mlm_logits:
-        result.values = heads.mlm_logits(ws.hidden, request.rows);
-        break;
-      case HeadKind::uie_spans: {
-        auto p = heads.uie_probabilities(ws.hidden);
-        result.start = std::move(p.start);
-        result.end = std::move(p.end);
-        break;
-      }
-    }
-    return result;
+    return run_request(encoder, heads, ws, request,
+                       [this](const Batch& batch, Workspace<CudaBackend>&) { forward(batch); });
   }
 };
 
@@ -187,6 +160,7 @@ ForwardResult CudaRunner::run(ForwardRequest request) {
 }
 
 const Model& CudaRunner::model() const { return impl_->model; }
+std::string CudaRunner::backend_name() const { return impl_->backend.name(); }
 CudaBackend& CudaRunner::backend() { return impl_->backend; }
 CudaMemoryReport CudaRunner::memory_report() const { return impl_->backend.memory_report(); }
 
@@ -235,6 +209,11 @@ ForwardResult FallbackRunner::run(ForwardRequest request) {
     }
   }
   return cpu_->run(std::move(request));
+}
+
+std::string FallbackRunner::backend_name() const {
+  std::lock_guard lock(mutex_);
+  return gpu_ ? gpu_->backend_name() : cpu_->backend_name();
 }
 
 bool FallbackRunner::on_gpu() const {

@@ -7,6 +7,7 @@
 #include <span>
 #include <vector>
 
+#include "tinybert/backend/backend.hpp"
 #include "tinybert/backend/host_matrix.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/model.hpp"
@@ -37,6 +38,8 @@ class CpuRefBackend {
     std::optional<Table> task_type;
     Norm norm;
   };
+
+  std::string name() const { return "ref"; }
 
   // ---- weight preparation (once, at load) ----
   Linear prepare(const LinearWeights& w) const {
@@ -161,5 +164,6 @@ class CpuRefBackend {
     }
   }
 };
+static_assert(Backend<CpuRefBackend>);
 
 }  // namespace tinybert

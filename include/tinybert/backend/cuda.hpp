@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tinybert/backend/backend.hpp"
 #include "tinybert/backend/host_matrix.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/error.hpp"
@@ -151,6 +152,7 @@ class CudaBackend {
   const CudaOptions& options() const;
   Element activation_element() const;  // f16, or bf16 for CudaPrecision::bf16
   std::string device_name() const;
+  std::string name() const;  // "cuda-f16", "cuda-bf16" or "cuda-int8"
 
   // ---- weight preparation (once, at load) ----
   Linear prepare(const LinearWeights& w);
@@ -196,5 +198,7 @@ class CudaBackend {
   void resize(Matrix& m, int64_t rows, int64_t cols, Element element);
   std::unique_ptr<Impl> impl_;
 };
+
+static_assert(Backend<CudaBackend>);
 
 }  // namespace tinybert

@@ -23,6 +23,7 @@ class CudaRunner final : public Runner {
 
   ForwardResult run(ForwardRequest request) override;
   const Model& model() const override;
+  std::string backend_name() const override;
 
   CudaBackend& backend();
   CudaMemoryReport memory_report() const;
@@ -53,6 +54,8 @@ class FallbackRunner final : public Runner {
 
   ForwardResult run(ForwardRequest request) override;
   const Model& model() const override { return model_; }
+  // The GPU backend's name while on the GPU, else the CPU runner's.
+  std::string backend_name() const override;
 
   bool on_gpu() const;
   std::string fallback_reason() const;  // empty while on the GPU

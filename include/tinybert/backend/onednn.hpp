@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tinybert/backend/backend.hpp"
 #include "tinybert/backend/host_matrix.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/model.hpp"
@@ -208,6 +209,7 @@ class OneDnnBackend {
 
   // The precision in use (after any fallback), and why it differs from the one asked for.
   Precision precision() const { return precision_; }
+  std::string name() const { return precision_name(precision_); }
   const std::string& fallback_reason() const { return fallback_reason_; }
   // Without VNNI, int8 weights use 7 bits so that oneDNN's 16-bit pair sums cannot saturate.
   int int8_weight_levels() const { return has_vnni_ ? 127 : 63; }
@@ -523,7 +525,10 @@ class OneDnnBackend {
   // packed [tokens, 3 * hidden] qkv layout.
   const AttentionPrimitives& attention_primitives(int64_t len, int64_t rows, int64_t heads, int64_t head_dim) const {
     std::lock_guard<std::mutex> lock(*attention_mutex_);
-    auto it = attention_cache_.find({len, rows});
+    // the head count and size are baked into the descriptors: one backend may serve models of
+    // different shapes
+    const AttentionShape shape{len, rows, heads, head_dim};
+    auto it = attention_cache_.find(shape);
     if (it != attention_cache_.end()) return it->second;
     using dt = dnnl::memory::data_type;
     using dims = dnnl::memory::dims;
@@ -540,7 +545,7 @@ class OneDnnBackend {
     scale.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(head_dim))});
     p.scores = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.q_md, p.kt_md, p.scores_md), scale, engine()));
     p.context = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.probs_md, p.v_md, p.context_md), engine()));
-    return attention_cache_.emplace(std::make_pair(len, rows), std::move(p)).first->second;
+    return attention_cache_.emplace(shape, std::move(p)).first->second;
   }
 
   // Whether oneDNN can create a matmul of this precision here (a tiny probe, once).
@@ -562,8 +567,14 @@ class OneDnnBackend {
   bool has_vnni_ = false;
   std::string fallback_reason_;
   int64_t query_block_;
-  mutable std::map<std::pair<int64_t, int64_t>, AttentionPrimitives> attention_cache_;
+  struct AttentionShape {
+    int64_t len, rows, heads, head_dim;
+    auto operator<=>(const AttentionShape&) const = default;
+  };
+  mutable std::map<AttentionShape, AttentionPrimitives> attention_cache_;
   mutable std::unique_ptr<std::mutex> attention_mutex_ = std::make_unique<std::mutex>();
 };
+
+static_assert(Backend<OneDnnBackend>);
 
 }  // namespace tinybert

@@ -162,15 +162,12 @@ class BatchingRunner final : public Runner {
   BatchingRunner& operator=(const BatchingRunner&) = delete;
 
   const Model& model() const override { return inner_->model(); }
+  std::string backend_name() const override { return inner_->backend_name(); }
 
   // Blocks until the pass has run. Throws Overloaded (queue full or stopping), DeadlineExceeded,
   // or the Error of an invalid request (checked here, before it can share a batch with others).
   ForwardResult run(ForwardRequest request) override {
-    validate_batch(request.batch, model().config());
-    for (int64_t row : request.rows)
-      if (row < 0 || row >= request.batch.num_tokens())
-        throw Error("row " + std::to_string(row) + " is outside the batch's " +
-                    std::to_string(request.batch.num_tokens()) + " tokens");
+    validate_request(request, model().config());
     auto pending = std::make_shared<Pending>();
     pending->request = std::move(request);
     pending->arrival = SteadyClock::now();

@@ -169,7 +169,6 @@ class ZeroShotClassifier {
         model_(runner.model()),
         mode_(mode_for(model_)),
         cache_(cache ? std::move(cache) : std::make_shared<LabelCache>()),
-        model_id_(model_identity(model_)),
         entailment_(find_entailment_index(model_.config().labels)) {}
 
   ClassifyMode mode() const { return mode_; }
@@ -244,8 +243,10 @@ class ZeroShotClassifier {
     std::vector<std::vector<float>> label_vectors(labels.size());
     std::vector<size_t> uncached;
     std::vector<std::string> keys;
+    // per call: a FallbackRunner's backend changes when the GPU fails
+    const std::string model_id = model_identity(model_, runner_.backend_name());
     for (size_t l = 0; l < labels.size(); ++l) {
-      keys.push_back(LabelCache::key(model_id_, label_template, labels[l]));
+      keys.push_back(LabelCache::key(model_id, label_template, labels[l]));
       if (auto hit = cache_->get(keys.back())) {
         label_vectors[l] = std::move(*hit);
       } else {
@@ -319,7 +320,6 @@ class ZeroShotClassifier {
   const Model& model_;
   ClassifyMode mode_;
   std::shared_ptr<LabelCache> cache_;
-  std::string model_id_;
   int64_t entailment_;
 };
 

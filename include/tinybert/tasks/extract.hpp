@@ -167,27 +167,16 @@ struct ExtractOptions {
   size_t max_text_chars = 100000;      // code points per text
 };
 
-// The model's own UIE settings when its file carries them (config "max_seq_len" /
-// "position_prob", tokenizer "uie_max_seq_len"), else PaddleNLP's defaults (512, 0.5).
+// The model's own UIE settings when its file carries them (ModelConfig::uie_max_seq_len /
+// uie_position_prob), else PaddleNLP's defaults (512, 0.5); options override both.
 inline int64_t uie_max_seq_len(const Model& model, const ExtractOptions& options) {
-  int64_t value = 512;
-  const auto& config = model.file().config();
-  const auto& tokenizer = model.file().tokenizer();
-  if (config.contains("max_seq_len") && config["max_seq_len"].is_number_integer())
-    value = config["max_seq_len"].get<int64_t>();
-  else if (tokenizer.contains("uie_max_seq_len") && tokenizer["uie_max_seq_len"].is_number_integer())
-    value = tokenizer["uie_max_seq_len"].get<int64_t>();
-  if (options.max_seq_len) value = *options.max_seq_len;
+  const int64_t value = options.max_seq_len.value_or(model.config().uie_max_seq_len.value_or(512));
   if (value < 4) throw Error("max_seq_len " + std::to_string(value) + " is too small (at least 4)");
   return std::min(value, model.max_length());
 }
 
 inline float uie_threshold(const Model& model, const ExtractOptions& options) {
-  float value = 0.5f;
-  const auto& config = model.file().config();
-  if (config.contains("position_prob") && config["position_prob"].is_number())
-    value = config["position_prob"].get<float>();
-  if (options.threshold) value = *options.threshold;
+  const float value = options.threshold.value_or(model.config().uie_position_prob.value_or(0.5f));
   if (!(value > 0.0f && value < 1.0f)) throw Error("threshold must be in (0, 1), got " + std::to_string(value));
   return value;
 }
@@ -206,16 +195,14 @@ inline std::vector<PreparedText> prepare_texts(const Tokenizer& tokenizer, const
   std::vector<PreparedText> out;
   out.reserve(texts.size());
   for (size_t i = 0; i < texts.size(); ++i) {
-    std::string where = "text ";
-    where += std::to_string(i);
-    if (texts[i].empty()) throw Error(where + " is empty");
+    if (texts[i].empty()) throw InputError(i, std::nullopt, "empty text", InputError::Noun::text);
     try {
       const size_t chars = detail::decode_utf8(texts[i]).code_points.size();
       if (chars > max_text_chars)
         throw Error("has " + std::to_string(chars) + " characters (at most " + std::to_string(max_text_chars) + ")");
       out.push_back({texts[i], tokenizer.tokenize(texts[i])});
     } catch (const Error& e) {
-      throw Error(where + ": " + e.what());
+      throw InputError(i, std::nullopt, e.what(), InputError::Noun::text);
     }
   }
   return out;

@@ -80,15 +80,6 @@ inline std::vector<TokenCandidate> top_k_candidates(const float* logits, int64_t
 
 namespace detail {
 
-inline std::string position_prefix(size_t line, size_t character) {
-  std::string s = "line ";
-  s += std::to_string(line);
-  s += ", character ";
-  s += std::to_string(character);
-  s += ": ";
-  return s;
-}
-
 inline bool starts_with_ascii_nocase(const std::vector<char32_t>& text, size_t at, std::u32string_view what) {
   if (at + what.size() > text.size()) return false;
   for (size_t i = 0; i < what.size(); ++i) {
@@ -113,16 +104,14 @@ inline bool starts_with_ascii_nocase(const std::vector<char32_t>& text, size_t a
 inline size_t validate_mask_text(const Tokenizer& tokenizer, std::string_view text, size_t line,
                                  int64_t max_masks) {
   const std::string& mask_token = tokenizer.options().mask_token;
-  if (text.empty()) throw Error(detail::position_prefix(line, 1) + "empty line (expected a text with " + mask_token + ")");
+  // InputError takes 0-based positions; the message shows them 1-based
+  const size_t input = line - 1;
+  if (text.empty()) throw InputError(input, 0, "empty line (expected a text with " + mask_token + ")");
   detail::DecodedText decoded;
   try {
     decoded = detail::decode_utf8(text);
   } catch (const Error& e) {
-    std::string s = "line ";
-    s += std::to_string(line);
-    s += ": ";
-    s += e.what();
-    throw Error(s);
+    throw InputError(input, std::nullopt, e.what());
   }
   const std::vector<char32_t> mask = detail::decode_utf8(mask_token).code_points;
   const std::u32string_view mask_view(mask.data(), mask.size());
@@ -133,24 +122,20 @@ inline size_t validate_mask_text(const Tokenizer& tokenizer, std::string_view te
     if (i + mask.size() <= cps.size() &&
         std::equal(mask.begin(), mask.end(), cps.begin() + static_cast<std::ptrdiff_t>(i))) {
       if (static_cast<int64_t>(++found) > max_masks) {
-        std::string s = detail::position_prefix(line, i + 1);
-        s += "too many masks (at most ";
-        s += std::to_string(max_masks);
-        s += " per text)";
-        throw Error(s);
+        throw InputError(input, i, "too many masks (at most " + std::to_string(max_masks) + " per text)");
       }
       i += mask.size();
       continue;
     }
     if (bracketed) {
-      std::string s = detail::position_prefix(line, i + 1);
+      std::string s;
       if (detail::starts_with_ascii_nocase(cps, i, mask_view)) {
         s += "'";
         for (size_t k = 0; k < mask.size(); ++k) detail::append_utf8(s, cps[i + k]);
         s += "' is not a mask token (write ";
         s += mask_token;
         s += " exactly)";
-        throw Error(s);
+        throw InputError(input, i, s);
       }
       if (detail::starts_with_ascii_nocase(cps, i, mask_view.substr(0, mask.size() - 1))) {
         s += "unbalanced '";
@@ -158,7 +143,7 @@ inline size_t validate_mask_text(const Tokenizer& tokenizer, std::string_view te
         s += "' without ']' (a mask is written ";
         s += mask_token;
         s += ")";
-        throw Error(s);
+        throw InputError(input, i, s);
       }
       if (detail::starts_with_ascii_nocase(cps, i, mask_view.substr(1))) {
         s += "unbalanced '";
@@ -166,20 +151,15 @@ inline size_t validate_mask_text(const Tokenizer& tokenizer, std::string_view te
         s += "' without '[' (a mask is written ";
         s += mask_token;
         s += ")";
-        throw Error(s);
+        throw InputError(input, i, s);
       }
     }
     ++i;
   }
   if (found == 0) {
     // no position to point at; "text N" keeps the wording of earlier versions
-    std::string s = "text ";
-    s += std::to_string(line);
-    s += ": no ";
-    s += mask_token;
-    s += " in line ";
-    s += std::to_string(line);
-    throw Error(s);
+    throw InputError(input, std::nullopt, "no " + mask_token + " in line " + std::to_string(line),
+                     InputError::Noun::text);
   }
   return found;
 }
@@ -201,13 +181,12 @@ inline MaskedText encode_masked_text(const Model& model, std::string_view text, 
   const int64_t limit = model.max_length();
   if (static_cast<int64_t>(e.ids.size()) > limit) {
     // token limit - 1 would be where [SEP] goes: the first token that does not fit
-    std::string s = position_prefix(line, static_cast<size_t>(e.offsets[static_cast<size_t>(limit - 1)].start) + 1);
-    s += "text too long: ";
+    std::string s = "text too long: ";
     s += std::to_string(e.ids.size());
     s += " tokens with [CLS] and [SEP], the model takes at most ";
     s += std::to_string(limit);
     s += " (the text from here on does not fit)";
-    throw Error(s);
+    throw InputError(line - 1, static_cast<size_t>(e.offsets[static_cast<size_t>(limit - 1)].start), s);
   }
   for (size_t t = 0; t < e.ids.size(); ++t)
     if (e.ids[t] == tokenizer.mask_id()) out.mask_tokens.push_back(static_cast<int64_t>(t));
@@ -403,17 +382,6 @@ inline std::vector<FillMaskResult> fill_mask(Runner& runner, const std::vector<s
     prob_offset += static_cast<size_t>(num_heads * len * len);
   }
   if (options.joint) fill_mask_joint(runner, texts, inputs, options.top_k, logits, out);
-  return out;
-}
-
-// For every text, the predictions of each [MASK] in order (plain top-k, no joint filling,
-// no attribution). Errors as in fill_mask(…, FillMaskOptions).
-inline std::vector<std::vector<MaskPrediction>> fill_mask(Runner& runner, const std::vector<std::string>& texts,
-                                                          int64_t top_k = 5) {
-  FillMaskOptions options;
-  options.top_k = top_k;
-  std::vector<std::vector<MaskPrediction>> out;
-  for (FillMaskResult& r : fill_mask(runner, texts, options)) out.push_back(std::move(r.masks));
   return out;
 }
 

@@ -20,14 +20,17 @@ struct LabelCacheStats {
   size_t size = 0, capacity = 0;
 };
 
-// What makes two opened models interchangeable for cached embeddings: the file (path and size)
-// and the config's name. A file converted again in place with another size is another model.
-inline std::string model_identity(const Model& model) {
+// What makes cached embeddings interchangeable: the file (path and size), the config's name and
+// the backend that computed them (an int8 vector is not an f32 one). A file converted again in
+// place with another size is another model.
+inline std::string model_identity(const Model& model, const std::string& backend_name) {
   std::string id = model.file().path();
   id += '|';
   id += std::to_string(model.file().file_bytes());
   id += '|';
   id += model.config().name;
+  id += '|';
+  id += backend_name;
   return id;
 }
 

@@ -1,0 +1,110 @@
+// ForwardRequest / ForwardResult: what a task asks of a model (one packed batch through the
+// encoder and one head) and what comes back, and validate_request(), the one place where a
+// request is checked against the model before any backend sees it. Backends trust what passed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tinybert/batch.hpp"
+#include "tinybert/config.hpp"
+#include "tinybert/error.hpp"
+
+namespace tinybert {
+
+enum class HeadKind {
+  pooled,             // sentence vectors [sequences, hidden]
+  classifier_logits,  // sequence classification logits [sequences, num_labels]
+  mlm_logits,         // masked-LM logits [rows, vocab] for the requested token rows
+  uie_spans,          // UIE start/end probabilities, [tokens] each
+};
+
+inline const char* head_kind_name(HeadKind kind) {
+  switch (kind) {
+    case HeadKind::pooled: return "pooled";
+    case HeadKind::classifier_logits: return "classifier_logits";
+    case HeadKind::mlm_logits: return "mlm_logits";
+    case HeadKind::uie_spans: return "uie_spans";
+  }
+  return "?";
+}
+
+// Which head, with its parameters. Two requests with equal heads can share one forward pass.
+struct Head {
+  HeadKind kind = HeadKind::pooled;
+  Pooling pooling = Pooling::cls;  // pooled only
+  bool normalize = false;          // pooled only
+  bool operator==(const Head&) const = default;
+};
+
+struct ForwardRequest {
+  Batch batch;                    // packed sequences
+  Head head;
+  std::vector<int64_t> rows;      // mlm_logits: packed token rows (of this batch) to score
+  bool record_attention = false;  // also return the last layer's attention probabilities
+};
+
+struct ForwardResult {
+  std::vector<float> values;     // pooled / classifier_logits / mlm_logits, row-major
+  std::vector<float> start, end;  // uie_spans: per token of the batch
+  // When recorded: for sequence s, head h, query i, key j at
+  // attention[offset(s) + (h * len + i) * len + j], offset(s) = sum of heads * len^2 before s.
+  std::vector<float> attention;
+};
+
+// Whether a model of this architecture has the head a request asks for.
+inline bool has_head(const ModelConfig& config, HeadKind kind) {
+  switch (kind) {
+    case HeadKind::pooled: return true;
+    case HeadKind::classifier_logits:
+      return config.architecture == Architecture::sequence_classification;
+    case HeadKind::mlm_logits: return config.architecture == Architecture::masked_lm;
+    case HeadKind::uie_spans: return config.architecture == Architecture::uie;
+  }
+  return false;
+}
+
+// Checks everything a kernel would otherwise read out of bounds or compute nonsense from: the
+// packing (cu_seqlens from 0 to the token count, no empty sequence, one type / task id per
+// token), every id inside its embedding table, every sequence within the position table, every
+// requested row inside the batch, and a head the model has. Throws Error saying what was found.
+inline void validate_request(const ForwardRequest& request, const ModelConfig& config) {
+  const Batch& batch = request.batch;
+  const auto fail = [](const std::string& what) { throw Error("batch: " + what); };
+  if (batch.num_sequences() < 1 || batch.cu_seqlens.front() != 0) fail("no sequences");
+  const auto tokens = static_cast<size_t>(batch.num_tokens());
+  if (static_cast<size_t>(batch.cu_seqlens.back()) != tokens)
+    fail("cu_seqlens ends at " + std::to_string(batch.cu_seqlens.back()) + ", the batch has " +
+         std::to_string(tokens) + " tokens");
+  if (batch.token_type_ids.size() != tokens || batch.task_type_ids.size() != tokens)
+    fail(std::to_string(batch.token_type_ids.size()) + " token type ids and " +
+         std::to_string(batch.task_type_ids.size()) + " task type ids for " +
+         std::to_string(tokens) + " tokens");
+  for (int64_t s = 0; s < batch.num_sequences(); ++s) {
+    if (batch.seq_len(s) < 1) fail("sequence " + std::to_string(s) + " is empty");
+    if (batch.seq_len(s) > config.max_position_embeddings)
+      fail("sequence " + std::to_string(s) + " has " + std::to_string(batch.seq_len(s)) +
+           " tokens, the model takes at most " + std::to_string(config.max_position_embeddings));
+  }
+  const auto check_ids = [&](const std::vector<int32_t>& ids, int64_t limit, const char* what) {
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (ids[i] < 0 || ids[i] >= limit)
+        fail(std::string(what) + " " + std::to_string(ids[i]) + " at token " + std::to_string(i) +
+             " is outside 0.." + std::to_string(limit - 1));
+  };
+  check_ids(batch.input_ids, config.vocab_size, "token id");
+  check_ids(batch.token_type_ids, config.type_vocab_size, "token type id");
+  check_ids(batch.task_type_ids, std::max<int64_t>(config.task_type_vocab_size, 1), "task type id");
+  for (int64_t row : request.rows)
+    if (row < 0 || row >= batch.num_tokens())
+      throw Error("row " + std::to_string(row) + " is outside the batch's " +
+                  std::to_string(batch.num_tokens()) + " tokens");
+  if (!request.rows.empty() && request.head.kind != HeadKind::mlm_logits)
+    throw Error(std::string("rows are for the mlm_logits head, not ") + head_kind_name(request.head.kind));
+  if (!has_head(config, request.head.kind))
+    throw Error(std::string("this ") + architecture_name(config.architecture) + " model has no " +
+                head_kind_name(request.head.kind) + " head");
+}
+
+}  // namespace tinybert
