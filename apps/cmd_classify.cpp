@@ -4,9 +4,9 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include "task_json.hpp"
 #include "tinybert/runner.hpp"
 #include "tinybert/tasks/classify.hpp"
+#include "tinybert/tasks/task_json.hpp"
 
 namespace tinybert::cli {
 
@@ -70,16 +70,7 @@ int cmd_classify(const std::vector<std::string>& raw) {
   validate_classify_request(labels, options.label_template.value_or(classifier.default_template()), options);
   const auto texts = input_texts(args);
   const auto results = classifier.classify(texts, labels, options);
-  json out = json::array();
-  for (size_t t = 0; t < texts.size(); ++t)
-    out.push_back(json{{"text", texts[t]}, {"labels", to_json(results[t], classifier.mode())}});
-  std::cout << json{{"model", model.config().name},
-                    {"mode", classify_mode_name(classifier.mode())},
-                    {"template", options.label_template.value_or(classifier.default_template())},
-                    {"multi_label", options.multi_label},
-                    {"results", out}}
-                   .dump()
-            << "\n";
+  std::cout << classify_response(model.config().name, classifier, texts, results, options).dump() << "\n";
   return 0;
 }
 

@@ -57,7 +57,7 @@ int cmd_extract(const std::vector<std::string>& raw) {
   const auto runner = make_runner(model, args.value("--backend", default_backend()));
   const Extractor extractor(*runner, options);
   const auto texts = input_texts(args);
-  std::cout << extractor.extract(texts, schema).dump() << "\n";
+  std::cout << to_json(extractor.run(texts, schema)).dump() << "\n";
   return 0;
 }
 

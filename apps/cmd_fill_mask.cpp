@@ -6,7 +6,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include "task_json.hpp"
+#include "tinybert/tasks/task_json.hpp"
 #include "tinybert/tinybert.hpp"
 
 namespace tinybert::cli {
@@ -32,13 +32,7 @@ int cmd_fill_mask(const std::vector<std::string>& raw) {
   const auto texts = input_texts(args);
   const auto runner = make_runner(model, args.value("--backend", default_backend()));
   const auto results = tinybert::fill_mask(*runner, texts, options);
-  json out = json::array();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    json result = to_json(results[i], options.joint, options.attribution > 0);
-    result["text"] = texts[i];
-    out.push_back(std::move(result));
-  }
-  std::cout << out.dump() << "\n";
+  std::cout << fill_mask_results(texts, results, options).dump() << "\n";
   return 0;
 }
 

@@ -189,7 +189,7 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
   };
   for (size_t i = 0; i < texts.size(); ++i) check_spans(check_spans, texts[i], results[i]);
   // the JSON form mirrors the structs
-  const json j = extractor.extract(texts, schema);
+  const json j = to_json(extractor.run(texts, schema));
   REQUIRE(j.size() == 2);
   for (size_t i = 0; i < texts.size(); ++i) CHECK(j[i] == to_json(results[i]));
 
@@ -244,7 +244,7 @@ TEST_CASE("extract from 4 threads on one runner and one extractor equals serial 
       {{"e d c b a e d c b a e d c b a"}, parse_schema(json::parse(R"(["a", "b c"])"))},
       {{"c", "d e"}, parse_schema(json::parse(R"({"d": ["e"]})"))},
   };
-  const auto extract = [&](size_t i) { return extractor.extract(requests[i].first, requests[i].second); };
+  const auto extract = [&](size_t i) { return to_json(extractor.run(requests[i].first, requests[i].second)); };
   std::vector<json> serial;
   for (size_t i = 0; i < requests.size(); ++i) serial.push_back(extract(i));
   const auto threaded = test::results_from_threads(requests.size(), extract);

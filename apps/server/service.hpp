@@ -11,11 +11,11 @@
 #include "api_error.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
-#include "../task_json.hpp"
 #include "tinybert/backend/select.hpp"
 #include "tinybert/serving/batching_runner.hpp"
 #include "tinybert/tasks/embed.hpp"
 #include "tinybert/tasks/extract.hpp"
+#include "tinybert/tasks/task_json.hpp"
 
 namespace tinybert::server {
 
@@ -108,14 +108,7 @@ class Service {
     if (auto t = request.number("threshold", -1, 1)) o.threshold = static_cast<float>(*t);
     o.max_labels = options_.limits.max_labels;
     const auto results = run_task([&] { return m.classifier->classify(texts, labels, o); });
-    json out = json::array();
-    for (size_t t = 0; t < texts.size(); ++t)
-      out.push_back(json{{"text", texts[t]}, {"labels", to_json(results[t], m.classifier->mode())}});
-    return {{"model", m.name},
-            {"mode", classify_mode_name(m.classifier->mode())},
-            {"template", o.label_template.value_or(m.classifier->default_template())},
-            {"multi_label", o.multi_label},
-            {"results", out}};
+    return classify_response(m.name, *m.classifier, texts, results, o);
   }
 
   json fill_mask(const std::string& body) {
@@ -127,13 +120,7 @@ class Service {
     o.attribution = request.integer("attribution", 0, 64).value_or(0);
     o.joint = request.boolean("joint").value_or(false);
     const auto results = run_task([&] { return tinybert::fill_mask(*m.runner, texts, o); });
-    json out = json::array();
-    for (size_t t = 0; t < texts.size(); ++t) {
-      json r = to_json(results[t], o.joint, o.attribution > 0);
-      r["text"] = texts[t];
-      out.push_back(std::move(r));
-    }
-    return {{"model", m.name}, {"results", out}};
+    return {{"model", m.name}, {"results", fill_mask_results(texts, results, o)}};
   }
 
   json extract(const std::string& body) {
@@ -158,8 +145,8 @@ class Service {
       custom = std::make_unique<Extractor>(*m.runner, o);
     }
     const Extractor& extractor = custom ? *custom : *m.extractor;
-    const auto results = run_task([&] { return extractor.extract(texts, schema); });
-    return {{"model", m.name}, {"results", results}};
+    const auto results = run_task([&] { return extractor.run(texts, schema); });
+    return {{"model", m.name}, {"results", to_json(results)}};
   }
 
   json embeddings(const std::string& body) {

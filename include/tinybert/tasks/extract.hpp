@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
@@ -132,29 +131,6 @@ struct ExtractedSpan {
 
 // Per text: {name: answers}, as PaddleNLP's Taskflow returns it.
 using Extraction = std::map<std::string, std::vector<ExtractedSpan>>;
-
-inline nlohmann::json to_json(const Extraction& extraction);
-
-inline nlohmann::json to_json(const ExtractedSpan& span) {
-  nlohmann::json j = {{"text", span.text}};
-  if (span.start >= 0) {
-    j["start"] = span.start;
-    j["end"] = span.end;
-  }
-  j["probability"] = span.probability;
-  if (!span.relations.empty()) j["relations"] = to_json(span.relations);
-  return j;
-}
-
-inline nlohmann::json to_json(const Extraction& extraction) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, spans] : extraction) {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& s : spans) list.push_back(to_json(s));
-    j[name] = std::move(list);
-  }
-  return j;
-}
 
 // ---- options -----------------------------------------------------------------------------------
 
@@ -341,13 +317,6 @@ class Extractor {
       level = std::move(next);
     }
     return results;
-  }
-
-  // PaddleNLP Taskflow's output: one {name: [answers]} object per text.
-  nlohmann::json extract(const std::vector<std::string>& texts, const Schema& schema) const {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& r : run(texts, schema)) out.push_back(to_json(r));
-    return out;
   }
 
  private:

@@ -1,0 +1,127 @@
+// The JSON shapes of every task's results, in one place: the CLI, the server (docs/api.md) and
+// the C API print exactly these.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tinybert/tasks/classify.hpp"
+#include "tinybert/tasks/extract.hpp"
+#include "tinybert/tasks/fill_mask.hpp"
+
+namespace tinybert {
+
+
+inline nlohmann::json to_json(const ClassifyResult& result, ClassifyMode mode) {
+  nlohmann::json labels = nlohmann::json::array();
+  for (const LabelScore& s : result.labels) {
+    nlohmann::json entry = {{"label", s.label}, {"score", s.score}, {"selected", s.selected}};
+    if (mode == ClassifyMode::embedding) entry["cosine"] = s.cosine;
+    labels.push_back(std::move(entry));
+  }
+  return labels;
+}
+
+inline nlohmann::json to_json(const TokenCandidate& c) {
+  return {{"token", c.token}, {"id", c.id}, {"probability", c.probability}};
+}
+
+// One text's masks (and phrases, when joint filling ran).
+inline nlohmann::json to_json(const FillMaskResult& r, bool joint, bool attribution) {
+  nlohmann::json masks = nlohmann::json::array();
+  for (const MaskPrediction& m : r.masks) {
+    nlohmann::json candidates = nlohmann::json::array();
+    for (const TokenCandidate& c : m.candidates) candidates.push_back(to_json(c));
+    nlohmann::json mask = {
+        {"token_index", m.token_index}, {"start", m.chars.start}, {"end", m.chars.end}, {"candidates", candidates}};
+    if (attribution) {
+      nlohmann::json attended = nlohmann::json::array();
+      for (const AttributedToken& a : m.attribution)
+        attended.push_back({{"token", a.token},
+                            {"token_index", a.token_index},
+                            {"start", a.chars.start},
+                            {"end", a.chars.end},
+                            {"weight", a.weight}});
+      mask["attribution"] = attended;
+    }
+    masks.push_back(std::move(mask));
+  }
+  nlohmann::json out = {{"masks", masks}};
+  if (joint) {
+    nlohmann::json phrases = nlohmann::json::array();
+    for (const PhraseCandidate& p : r.phrases) {
+      nlohmann::json tokens = nlohmann::json::array();
+      for (const TokenCandidate& t : p.tokens) tokens.push_back(to_json(t));
+      phrases.push_back(
+          {{"text", p.text}, {"probability", p.probability}, {"tokens", tokens}, {"fill_order", p.fill_order}});
+    }
+    out["phrases"] = phrases;
+  }
+  return out;
+}
+
+
+// ---- classify ----------------------------------------------------------------------------------
+
+// {"model", "mode", "template", "multi_label", "results": [{"text", "labels"}]}
+inline nlohmann::json classify_response(const std::string& model_name, const ZeroShotClassifier& classifier,
+                                        const std::vector<std::string>& texts,
+                                        const std::vector<ClassifyResult>& results, const ClassifyOptions& options) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t t = 0; t < texts.size(); ++t)
+    out.push_back({{"text", texts[t]}, {"labels", to_json(results[t], classifier.mode())}});
+  return {{"model", model_name},
+          {"mode", classify_mode_name(classifier.mode())},
+          {"template", options.label_template.value_or(classifier.default_template())},
+          {"multi_label", options.multi_label},
+          {"results", out}};
+}
+
+// ---- fill-mask ---------------------------------------------------------------------------------
+
+// One object per text: to_json(result) with the text added.
+inline nlohmann::json fill_mask_results(const std::vector<std::string>& texts,
+                                        const std::vector<FillMaskResult>& results, const FillMaskOptions& options) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t t = 0; t < texts.size(); ++t) {
+    nlohmann::json r = to_json(results[t], options.joint, options.attribution > 0);
+    r["text"] = texts[t];
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// ---- extract -----------------------------------------------------------------------------------
+
+inline nlohmann::json to_json(const Extraction& extraction);
+
+inline nlohmann::json to_json(const ExtractedSpan& span) {
+  nlohmann::json j = {{"text", span.text}};
+  if (span.start >= 0) {
+    j["start"] = span.start;
+    j["end"] = span.end;
+  }
+  j["probability"] = span.probability;
+  if (!span.relations.empty()) j["relations"] = to_json(span.relations);
+  return j;
+}
+
+inline nlohmann::json to_json(const Extraction& extraction) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, spans] : extraction) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& s : spans) list.push_back(to_json(s));
+    j[name] = std::move(list);
+  }
+  return j;
+}
+
+// PaddleNLP Taskflow's output: one {name: [answers]} object per text.
+inline nlohmann::json to_json(const std::vector<Extraction>& extractions) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Extraction& e : extractions) out.push_back(to_json(e));
+  return out;
+}
+
+}  // namespace tinybert
