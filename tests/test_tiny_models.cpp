@@ -214,6 +214,7 @@ TEST_CASE("bad requests are rejected before any kernel runs", "[tiny][errors]") 
   expect_error(with_batch(broken_packing), "cu_seqlens ends at 5");
   Batch empty_sequence = ok;
   empty_sequence.cu_seqlens.push_back(2);
+  empty_sequence.position_offsets.push_back(0);
   expect_error(with_batch(empty_sequence), "sequence 1 is empty");
   Batch missing_types = ok;
   missing_types.token_type_ids.pop_back();

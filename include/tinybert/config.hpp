@@ -11,7 +11,7 @@
 
 namespace tinybert {
 
-enum class Architecture { encoder, masked_lm, sequence_classification, uie };
+enum class Architecture { encoder, masked_lm, sequence_classification, uie, siamese_uie };
 enum class Pooling { cls, mean };
 
 inline const char* architecture_name(Architecture a) {
@@ -20,15 +20,17 @@ inline const char* architecture_name(Architecture a) {
     case Architecture::masked_lm: return "masked_lm";
     case Architecture::sequence_classification: return "sequence_classification";
     case Architecture::uie: return "uie";
+    case Architecture::siamese_uie: return "siamese_uie";
   }
   return "?";
 }
 
 inline Architecture parse_architecture(const std::string& name) {
   for (auto a : {Architecture::encoder, Architecture::masked_lm, Architecture::sequence_classification,
-                 Architecture::uie})
+                 Architecture::uie, Architecture::siamese_uie})
     if (name == architecture_name(a)) return a;
-  throw Error("unknown architecture '" + name + "' (expected encoder, masked_lm, sequence_classification or uie)");
+  throw Error("unknown architecture '" + name +
+              "' (expected encoder, masked_lm, sequence_classification, uie or siamese_uie)");
 }
 
 struct ModelConfig {
@@ -54,6 +56,12 @@ struct ModelConfig {
   int64_t max_length = 0;
   std::optional<int64_t> uie_max_seq_len;  // UIE window: config "max_seq_len" / tokenizer "uie_max_seq_len"
   std::optional<float> uie_position_prob;  // UIE span threshold: config "position_prob"
+  // SiameseUIE: the last cross_layers layers run over [text ; hint] together, the layers before
+  // them over the text and each hint alone (6 of 12 in the published model).
+  int64_t cross_layers = 0;
+  // A ModelScope zero-shot checkpoint: its pipeline reads entailment from logit 0 and
+  // contradiction from logit 2 whatever the labels say, and scores as tasks/classify.hpp says.
+  bool modelscope_nli = false;
 
   int64_t head_dim() const { return hidden_size / num_heads; }
   int64_t num_labels() const { return static_cast<int64_t>(labels.size()); }
@@ -81,6 +89,15 @@ struct ModelConfig {
       throw Error("config: layer_norm_eps = " + std::to_string(layer_norm_eps));
     if (architecture == Architecture::sequence_classification && labels.empty())
       throw Error("config: a sequence_classification model needs labels");
+    if (modelscope_nli && (architecture != Architecture::sequence_classification || labels.size() < 3))
+      throw Error("config: modelscope_nli needs a sequence_classification model with at least 3 labels");
+    if (architecture == Architecture::siamese_uie) {
+      if (cross_layers < 1 || cross_layers >= num_layers)
+        throw Error("config: cross_layers = " + std::to_string(cross_layers) + " (expected 1.." +
+                    std::to_string(num_layers - 1) + " of the " + std::to_string(num_layers) + " layers)");
+    } else if (cross_layers != 0) {
+      throw Error("config: cross_layers is for siamese_uie models");
+    }
   }
 
   nlohmann::json to_json() const {
@@ -102,6 +119,8 @@ struct ModelConfig {
             {"normalize", normalize}};
     if (uie_max_seq_len) j["max_seq_len"] = *uie_max_seq_len;
     if (uie_position_prob) j["position_prob"] = *uie_position_prob;
+    if (cross_layers) j["cross_layers"] = cross_layers;
+    if (modelscope_nli) j["modelscope_nli"] = true;
     return j;
   }
 
@@ -131,6 +150,8 @@ struct ModelConfig {
         c.uie_max_seq_len = j["max_seq_len"].get<int64_t>();
       if (j.contains("position_prob") && j["position_prob"].is_number())
         c.uie_position_prob = j["position_prob"].get<float>();
+      c.cross_layers = j.value("cross_layers", int64_t{0});
+      c.modelscope_nli = j.value("modelscope_nli", false);
     } catch (const nlohmann::json::exception& e) {
       throw Error(std::string("config: ") + e.what());
     }

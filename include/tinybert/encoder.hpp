@@ -79,10 +79,19 @@ class Encoder {
   // Packed tokens in, final hidden states out in ws.hidden ([tokens, hidden]). The batch must
   // have passed validate_request() (request.hpp): the runners check it, backends trust it.
   void forward(const Batch& batch, Workspace<Backend>& ws) const {
-    backend_.embed(embeddings_, batch, ws.hidden);
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      const Layer& layer = layers_[i];
-      const bool record = ws.record_last_attention && i + 1 == layers_.size();
+    embed(batch, ws);
+    run_layers(batch, ws, 0, num_layers());
+  }
+
+  // The two halves of forward(), for models that run parts of the stack on different batches
+  // (SiameseUIE: shared layers per sequence, cross layers over sequence pairs).
+  void embed(const Batch& batch, Workspace<Backend>& ws) const { backend_.embed(embeddings_, batch, ws.hidden); }
+
+  // Layers [first, last) over ws.hidden, in place.
+  void run_layers(const Batch& batch, Workspace<Backend>& ws, int64_t first, int64_t last) const {
+    for (int64_t i = first; i < last; ++i) {
+      const Layer& layer = layers_[static_cast<size_t>(i)];
+      const bool record = ws.record_last_attention && i + 1 == num_layers();
       // self-attention block, post-LayerNorm: h = LN(h + W_o * attention(W_qkv * h))
       backend_.linear(layer.qkv, ws.hidden, ws.qkv, Activation::none);
       backend_.attention(ws.qkv, batch, config_.num_heads, ws.context, record ? &ws.last_attention : nullptr);
@@ -95,6 +104,7 @@ class Encoder {
     }
   }
 
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
   const ModelConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
 

@@ -28,6 +28,10 @@ class Heads {
       uie_start_ = backend.prepare(*w.uie_start);
       uie_end_ = backend.prepare(*w.uie_end);
     }
+    if (w.siamese_head) {
+      siamese_head_ = backend.prepare(*w.siamese_head);
+      siamese_tail_ = backend.prepare(*w.siamese_tail);
+    }
   }
 
   // Sentence embeddings [sequences, hidden]: [CLS] row or mean over tokens, optionally L2-normalised.
@@ -54,7 +58,7 @@ class Heads {
     backend_.gather_rows(hidden, rows, pooled_);
     backend_.linear(*mlm_transform_, pooled_, scratch_, Activation::gelu);
     backend_.layernorm(*mlm_norm_, scratch_);
-    backend_.linear(*mlm_decoder_, scratch_, logits_);
+    backend_.linear(*mlm_decoder_, scratch_, logits_, Activation::none);
     return backend_.to_host(logits_);
   }
 
@@ -64,23 +68,35 @@ class Heads {
     backend_.pool(hidden, batch, Pooling::cls, pooled_);
     if (pooler_) {
       backend_.linear(*pooler_, pooled_, scratch_, Activation::tanh);
-      backend_.linear(*classifier_, scratch_, logits_);
+      backend_.linear(*classifier_, scratch_, logits_, Activation::none);
     } else {
-      backend_.linear(*classifier_, pooled_, logits_);
+      backend_.linear(*classifier_, pooled_, logits_, Activation::none);
     }
     return backend_.to_host(logits_);
   }
 
   // UIE: per token p_start = sigmoid(w_s h + b_s), p_end likewise; each [tokens].
-  struct SpanProbabilities {
+  struct SpanScores {
     std::vector<float> start, end;
   };
-  SpanProbabilities uie_probabilities(const typename Backend::Matrix& hidden) {
+  SpanScores uie_probabilities(const typename Backend::Matrix& hidden) {
     if (!uie_start_) throw Error("this model has no UIE head");
-    SpanProbabilities p;
+    SpanScores p;
     backend_.linear(*uie_start_, hidden, logits_, Activation::sigmoid);
     p.start = backend_.to_host(logits_);
     backend_.linear(*uie_end_, hidden, logits_, Activation::sigmoid);
+    p.end = backend_.to_host(logits_);
+    return p;
+  }
+
+  // SiameseUIE: raw head / tail logits (no sigmoid) of the given token rows.
+  SpanScores siamese_logits(const typename Backend::Matrix& hidden, std::span<const int64_t> rows) {
+    if (!siamese_head_) throw Error("this model has no SiameseUIE head");
+    SpanScores p;
+    backend_.gather_rows(hidden, rows, pooled_);
+    backend_.linear(*siamese_head_, pooled_, logits_, Activation::none);
+    p.start = backend_.to_host(logits_);
+    backend_.linear(*siamese_tail_, pooled_, logits_, Activation::none);
     p.end = backend_.to_host(logits_);
     return p;
   }
@@ -97,7 +113,8 @@ class Heads {
  private:
   ModelConfig config_;
   Backend& backend_;
-  std::optional<typename Backend::Linear> pooler_, mlm_transform_, mlm_decoder_, classifier_, uie_start_, uie_end_;
+  std::optional<typename Backend::Linear> pooler_, mlm_transform_, mlm_decoder_, classifier_, uie_start_, uie_end_,
+      siamese_head_, siamese_tail_;
   std::optional<typename Backend::Norm> mlm_norm_;
   typename Backend::Matrix pooled_, scratch_, logits_;
 };

@@ -57,6 +57,7 @@ struct ModelWeights {
   std::optional<MlmHeadWeights> mlm;
   std::optional<LinearWeights> classifier;
   std::optional<LinearWeights> uie_start, uie_end;
+  std::optional<LinearWeights> siamese_head, siamese_tail;  // SiameseUIE pointer logits
 };
 
 // Checks every tensor against what the architecture needs and hands out typed views.
@@ -151,6 +152,10 @@ inline ModelWeights bind_weights(const WeightFile& file, const ModelConfig& conf
     case Architecture::uie:
       w.uie_start = bind.linear("uie.start", 1, hidden);
       w.uie_end = bind.linear("uie.end", 1, hidden);
+      break;
+    case Architecture::siamese_uie:
+      w.siamese_head = bind.linear("siamese.head", 1, hidden);
+      w.siamese_tail = bind.linear("siamese.tail", 1, hidden);
       break;
   }
   bind.allow("tokenizer.vocab");

@@ -18,6 +18,11 @@ enum class HeadKind {
   classifier_logits,  // sequence classification logits [sequences, num_labels]
   mlm_logits,         // masked-LM logits [rows, vocab] for the requested token rows
   uie_spans,          // UIE start/end probabilities, [tokens] each
+  // SiameseUIE, in two steps (tasks/siamese_uie.hpp): the text windows through the shared
+  // layers once, [tokens, hidden]; then per (hint, window) pair the hint through the shared
+  // layers, both through the cross layers, and head/tail logits on the window's tokens.
+  siamese_text_states,
+  siamese_logits,
 };
 
 inline const char* head_kind_name(HeadKind kind) {
@@ -26,6 +31,8 @@ inline const char* head_kind_name(HeadKind kind) {
     case HeadKind::classifier_logits: return "classifier_logits";
     case HeadKind::mlm_logits: return "mlm_logits";
     case HeadKind::uie_spans: return "uie_spans";
+    case HeadKind::siamese_text_states: return "siamese_text_states";
+    case HeadKind::siamese_logits: return "siamese_logits";
   }
   return "?";
 }
@@ -43,11 +50,18 @@ struct ForwardRequest {
   Head head;
   std::vector<int64_t> rows;      // mlm_logits: packed token rows (of this batch) to score
   bool record_attention = false;  // also return the last layer's attention probabilities
+  // siamese_logits: `batch` holds the hints; text_states the windows' siamese_text_states result,
+  // packed by text_cu_seqlens; hint_window[h] the window that hint sequence h is paired with.
+  std::vector<float> text_states;
+  std::vector<int32_t> text_cu_seqlens;
+  std::vector<int32_t> hint_window;
 };
 
 struct ForwardResult {
   std::vector<float> values;     // pooled / classifier_logits / mlm_logits, row-major
-  std::vector<float> start, end;  // uie_spans: per token of the batch
+  // uie_spans: per token of the batch. siamese_logits: head / tail logits, per hint the tokens
+  // of its window in order.
+  std::vector<float> start, end;
   // When recorded: for sequence s, head h, query i, key j at
   // attention[offset(s) + (h * len + i) * len + j], offset(s) = sum of heads * len^2 before s.
   std::vector<float> attention;
@@ -61,6 +75,8 @@ inline bool has_head(const ModelConfig& config, HeadKind kind) {
       return config.architecture == Architecture::sequence_classification;
     case HeadKind::mlm_logits: return config.architecture == Architecture::masked_lm;
     case HeadKind::uie_spans: return config.architecture == Architecture::uie;
+    case HeadKind::siamese_text_states:
+    case HeadKind::siamese_logits: return config.architecture == Architecture::siamese_uie;
   }
   return false;
 }
@@ -81,11 +97,15 @@ inline void validate_request(const ForwardRequest& request, const ModelConfig& c
     fail(std::to_string(batch.token_type_ids.size()) + " token type ids and " +
          std::to_string(batch.task_type_ids.size()) + " task type ids for " +
          std::to_string(tokens) + " tokens");
+  if (batch.position_offsets.size() != static_cast<size_t>(batch.num_sequences()))
+    fail(std::to_string(batch.position_offsets.size()) + " position offsets for " +
+         std::to_string(batch.num_sequences()) + " sequences");
   for (int64_t s = 0; s < batch.num_sequences(); ++s) {
     if (batch.seq_len(s) < 1) fail("sequence " + std::to_string(s) + " is empty");
-    if (batch.seq_len(s) > config.max_position_embeddings)
-      fail("sequence " + std::to_string(s) + " has " + std::to_string(batch.seq_len(s)) +
-           " tokens, the model takes at most " + std::to_string(config.max_position_embeddings));
+    if (batch.position_offsets[s] < 0 || batch.position(s, batch.seq_len(s)) > config.max_position_embeddings)
+      fail("sequence " + std::to_string(s) + " has " + std::to_string(batch.seq_len(s)) + " tokens" +
+           (batch.position_offsets[s] ? " from position " + std::to_string(batch.position_offsets[s]) : "") +
+           ", the model takes at most " + std::to_string(config.max_position_embeddings));
   }
   const auto check_ids = [&](const std::vector<int32_t>& ids, int64_t limit, const char* what) {
     for (size_t i = 0; i < ids.size(); ++i)
@@ -100,6 +120,23 @@ inline void validate_request(const ForwardRequest& request, const ModelConfig& c
     if (row < 0 || row >= batch.num_tokens())
       throw Error("row " + std::to_string(row) + " is outside the batch's " +
                   std::to_string(batch.num_tokens()) + " tokens");
+  if (request.head.kind == HeadKind::siamese_logits) {
+    const std::vector<int32_t>& cu = request.text_cu_seqlens;
+    if (cu.size() < 2 || cu.front() != 0) throw Error("siamese_logits: no text windows");
+    for (size_t w = 1; w < cu.size(); ++w)
+      if (cu[w] <= cu[w - 1]) throw Error("siamese_logits: text window " + std::to_string(w - 1) + " is empty");
+    if (request.text_states.size() != static_cast<size_t>(cu.back()) * static_cast<size_t>(config.hidden_size))
+      throw Error("siamese_logits: " + std::to_string(request.text_states.size()) + " text state values for " +
+                  std::to_string(cu.back()) + " tokens of " + std::to_string(config.hidden_size));
+    if (request.hint_window.size() != static_cast<size_t>(batch.num_sequences()))
+      throw Error("siamese_logits: " + std::to_string(request.hint_window.size()) + " windows for " +
+                  std::to_string(batch.num_sequences()) + " hints");
+    for (int32_t w : request.hint_window)
+      if (w < 0 || static_cast<size_t>(w) + 1 >= cu.size())
+        throw Error("siamese_logits: window " + std::to_string(w) + " is outside 0.." + std::to_string(cu.size() - 2));
+  } else if (!request.text_states.empty() || !request.text_cu_seqlens.empty() || !request.hint_window.empty()) {
+    throw Error(std::string("text states are for the siamese_logits head, not ") + head_kind_name(request.head.kind));
+  }
   if (!request.rows.empty() && request.head.kind != HeadKind::mlm_logits)
     throw Error(std::string("rows are for the mlm_logits head, not ") + head_kind_name(request.head.kind));
   if (!has_head(config, request.head.kind))

@@ -25,6 +25,49 @@ class Runner {
   virtual std::string backend_name() const = 0;
 };
 
+// SiameseUIE's split forward pass (ModelScope's fast_inference), on the same encoder and
+// primitives: the shared layers over each text window alone (once per text, by the caller's
+// first request) and over each hint alone; then the cross layers over [window ; hint] with full
+// attention; then the pointer heads on the window's rows. The pairs are assembled on the host:
+// a copy of hidden states, small next to the layers' work.
+template <class Backend>
+ForwardResult run_siamese(const Encoder<Backend>& encoder, Heads<Backend>& heads, Workspace<Backend>& ws,
+                          const ForwardRequest& request) {
+  const ModelConfig& config = encoder.config();
+  const int64_t shared = config.num_layers - config.cross_layers, hidden = config.hidden_size;
+  Backend& backend = encoder.backend();
+  ForwardResult result;
+  encoder.embed(request.batch, ws);
+  encoder.run_layers(request.batch, ws, 0, shared);
+  if (request.head.kind == HeadKind::siamese_text_states) {
+    result.values = backend.to_host(ws.hidden);
+    return result;
+  }
+  const std::vector<float> hint_states = backend.to_host(ws.hidden);
+  const Batch& hints = request.batch;
+  const std::vector<int32_t>& windows = request.text_cu_seqlens;
+  Batch pairs;  // packing only: the cross layers start from states, not ids
+  std::vector<float> pair_states;
+  std::vector<int64_t> text_rows;  // the window's rows of every pair, where the heads read
+  const auto append_rows = [&](const std::vector<float>& from, int64_t begin, int64_t end) {
+    pair_states.insert(pair_states.end(), from.begin() + begin * hidden, from.begin() + end * hidden);
+  };
+  for (int64_t h = 0; h < hints.num_sequences(); ++h) {
+    const size_t w = static_cast<size_t>(request.hint_window[static_cast<size_t>(h)]);
+    const int64_t window_len = windows[w + 1] - windows[w];
+    for (int64_t t = 0; t < window_len; ++t) text_rows.push_back(pairs.num_tokens() + t);
+    append_rows(request.text_states, windows[w], windows[w + 1]);
+    append_rows(hint_states, hints.seq_begin(h), hints.seq_begin(h) + hints.seq_len(h));
+    pairs.add(std::vector<int32_t>(static_cast<size_t>(window_len + hints.seq_len(h)), 0));
+  }
+  backend.from_host(pair_states, pairs.num_tokens(), hidden, ws.hidden);
+  encoder.run_layers(pairs, ws, shared, config.num_layers);
+  auto logits = heads.siamese_logits(ws.hidden, text_rows);
+  result.start = std::move(logits.start);
+  result.end = std::move(logits.end);
+  return result;
+}
+
 // THE request path of every runner: validate the request against the model, run the encoder,
 // then the head the request names. `forward` runs the encoder over the batch; the CUDA runner
 // passes one that replays a captured CUDA Graph instead.
@@ -32,6 +75,8 @@ template <class Backend, class Forward>
 ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads, Workspace<Backend>& ws,
                           const ForwardRequest& request, Forward&& forward) {
   validate_request(request, encoder.config());
+  if (request.head.kind == HeadKind::siamese_text_states || request.head.kind == HeadKind::siamese_logits)
+    return run_siamese(encoder, heads, ws, request);
   ForwardResult result;
   ws.record_last_attention = request.record_attention;
   ws.last_attention.clear();
@@ -56,6 +101,8 @@ ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads
       result.end = std::move(p.end);
       break;
     }
+    case HeadKind::siamese_text_states:
+    case HeadKind::siamese_logits: break;  // run_siamese() above
   }
   return result;
 }

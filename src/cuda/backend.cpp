@@ -320,7 +320,7 @@ struct CudaBackend::Impl {
     put(batch.task_type_ids, 2 * n);
     for (int64_t s = 0; s < b; ++s)
       for (int64_t p = 0; p < batch.seq_len(s); ++p)
-        host[3 * n + batch.seq_begin(s) + p] = static_cast<int32_t>(p);
+        host[3 * n + batch.seq_begin(s) + p] = static_cast<int32_t>(batch.position(s, p));
     std::memcpy(host + 4 * n, batch.cu_seqlens.data(), static_cast<size_t>(b + 1) * 4);
     const auto* device = static_cast<const int32_t*>(batch_device.data());
     view = {device,

@@ -2,6 +2,7 @@
 // tokenizer_config.json + safetensors / pytorch_model.bin / ONNX weights) -> one .tbw file.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -161,11 +162,55 @@ inline bool is_paddle_layout(const SourceModel& source) {
   return false;
 }
 
+using MappedTensors = std::map<std::string, std::pair<const SourceTensor*, MappedName>>;
+
+// The MLM output bias when a file has two: ModelScope's SbertForMaskedLM uses
+// cls.predictions.decoder.bias and ignores HF's cls.predictions.bias; HF files store them equal.
+inline void resolve_mlm_bias(MappedTensors& mapped, ConvertReport& report) {
+  auto hf = mapped.find("mlm.decoder.bias#hf");
+  if (hf == mapped.end()) return;
+  if (mapped.count("mlm.decoder.bias")) {
+    report.notes.push_back("ignored " + hf->second.first->name + " (cls.predictions.decoder.bias is the decoder's bias)");
+  } else {
+    auto entry = hf->second;
+    entry.second.target = "mlm.decoder.bias";
+    mapped.emplace("mlm.decoder.bias", entry);
+  }
+  mapped.erase(hf);
+}
+
+// SiameseUIE: "cross_layers.M.*" become "layers.<shared + M>.*", after the shared layers.
+// Returns (shared layers, cross layers).
+inline std::pair<int64_t, int64_t> number_cross_layers(MappedTensors& mapped) {
+  const auto count = [&](const std::string& prefix) {
+    int64_t layers = 0;
+    for (const auto& [key, entry] : mapped)
+      if (key.rfind(prefix, 0) == 0) layers = std::max<int64_t>(layers, std::stoll(key.substr(prefix.size())) + 1);
+    return layers;
+  };
+  const int64_t shared = count("layers."), cross = count("cross_layers.");
+  MappedTensors renamed;
+  for (auto& [key, entry] : mapped) {
+    if (key.rfind("cross_layers.", 0) != 0) {
+      renamed.emplace(key, entry);
+      continue;
+    }
+    const size_t dot = key.find('.', 13);
+    const std::string layer = "layers." + std::to_string(shared + std::stoll(key.substr(13, dot - 13)));
+    auto moved = entry;
+    moved.second.target = layer + moved.second.target.substr(moved.second.target.find('.', 13));
+    renamed.emplace(layer + key.substr(dot), moved);
+  }
+  mapped = std::move(renamed);
+  return {shared, cross};
+}
+
 inline ConvertReport convert_folder(const std::filesystem::path& folder, const std::string& out_path,
                                     const ConvertOptions& options = {}) {
   ConvertReport report;
   if (!std::filesystem::is_directory(folder)) throw Error(folder.string() + ": not a directory");
   const nlohmann::json hf = read_json_file(folder / "config.json");
+  const std::optional<ModelScopeInfo> modelscope = modelscope_info(folder);
   nlohmann::json tokenizer_config = nlohmann::json::object();
   if (std::filesystem::exists(folder / "tokenizer_config.json"))
     tokenizer_config = read_json_file(folder / "tokenizer_config.json");
@@ -179,7 +224,7 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
   const bool paddle_layout = is_paddle_layout(source);
 
   // 1. map names
-  std::map<std::string, std::pair<const SourceTensor*, MappedName>> mapped;
+  MappedTensors mapped;
   std::vector<std::string> unknown;
   for (const auto& t : source.tensors) {
     bool ignored = false;
@@ -203,15 +248,36 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
                 list + (unknown.size() > 5 ? ", ..." : ""));
   }
   const auto has = [&](const std::string& n) { return mapped.count(n) > 0; };
+  resolve_mlm_bias(mapped, report);
+  const auto [shared_layers, cross_layers] = number_cross_layers(mapped);
 
-  // 2. architecture and config
+  // 2. architecture and config: what the user says, else ModelScope's task, else config.json's
+  // class names, else the tensors
   Architecture arch = Architecture::encoder;
   if (options.architecture) arch = *options.architecture;
+  else if (modelscope && modelscope->architecture) arch = *modelscope->architecture;
   else if (auto from_config = architecture_from_hf(hf)) arch = *from_config;
+  else if (has("siamese.head.weight")) arch = Architecture::siamese_uie;
   else if (has("uie.start.weight")) arch = Architecture::uie;
   else if (has("mlm.decoder.bias")) arch = Architecture::masked_lm;
   else if (has("classifier.weight")) arch = Architecture::sequence_classification;
   ModelConfig config = model_config_from_hf(hf, arch, folder.filename().string(), paddle_layout ? 1e-5f : 1e-12f);
+  if (arch == Architecture::siamese_uie) {
+    // config.json's num_hidden_layers is the total; the split is read off the tensor names (the
+    // published model: 6 + 6; ModelScope's code hard-codes 6 cross layers)
+    if (cross_layers == 0) throw Error(weights.string() + ": a SiameseUIE model needs crossattention.layer.N tensors");
+    if (shared_layers + cross_layers != config.num_layers)
+      throw Error(weights.string() + ": " + std::to_string(shared_layers) + " shared + " + std::to_string(cross_layers) +
+                  " cross layers, but config.json's num_hidden_layers is " + std::to_string(config.num_layers));
+    config.cross_layers = cross_layers;
+  } else if (cross_layers > 0) {
+    throw Error(weights.string() + ": crossattention layers in a " + architecture_name(arch) + " model");
+  }
+  if (modelscope && modelscope->zero_shot) {
+    config.modelscope_nli = true;
+    report.notes.push_back("ModelScope zero-shot: entailment = logit 0, contradiction = logit 2 (its pipeline's "
+                           "fixed indices; id2label is not read)");
+  }
   config.has_pooler = has("pooler.weight") && (arch == Architecture::encoder || arch == Architecture::sequence_classification);
   if (std::filesystem::exists(folder / "1_Pooling/config.json")) {
     const nlohmann::json pooling = read_json_file(folder / "1_Pooling/config.json");
@@ -225,6 +291,7 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
     if (target.rfind("mlm.", 0) == 0) return arch == Architecture::masked_lm;
     if (target.rfind("classifier.", 0) == 0) return arch == Architecture::sequence_classification;
     if (target.rfind("uie.", 0) == 0) return arch == Architecture::uie;
+    if (target.rfind("siamese.", 0) == 0) return arch == Architecture::siamese_uie;
     return true;
   };
   // a decoder equal to the word embeddings is tied: store it once
@@ -281,6 +348,9 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
 
   // 5. tokenizer
   nlohmann::json tokenizer_json = tokenizer_settings_from_hf(tokenizer_config, config.max_position_embeddings);
+  if (modelscope && modelscope->max_length && *modelscope->max_length > 0 &&
+      *modelscope->max_length < config.max_position_embeddings)
+    tokenizer_json["model_max_length"] = *modelscope->max_length;  // ModelScope's preprocessor limit
   Tokenizer::from_vocab_text(vocab, tokenizer_options_from_json(tokenizer_json));  // a bad vocab fails here
   writer.add("tokenizer.vocab", DType::u8, {static_cast<int64_t>(vocab.size())},
              std::vector<uint8_t>(vocab.begin(), vocab.end()));
@@ -300,6 +370,7 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
                          {"paddle_layout", paddle_layout},
                          {"notes", report.notes}};
   for (const auto& [k, v] : source.metadata) meta["source_metadata"][k] = v;
+  if (modelscope) meta["modelscope"] = {{"task", modelscope->task}, {"model_type", modelscope->model_type}};
   writer.set_metadata(meta);
   writer.write(out_path);
   report.config = config;

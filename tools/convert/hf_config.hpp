@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -35,6 +36,7 @@ inline std::optional<Architecture> architecture_from_hf(const nlohmann::json& co
       name.rfind("XLMRoberta", 0) == 0)
     throw Error("config.json: RoBERTa-family models are not supported yet (position ids are offset by the padding index)");
   if (name == "UIE" || name == "UIEM" || model_type == "uie") return Architecture::uie;
+  if (name == "SiameseUieModel") return Architecture::siamese_uie;
   const auto ends_with = [&](const char* suffix) {
     const std::string s(suffix);
     return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
@@ -43,6 +45,48 @@ inline std::optional<Architecture> architecture_from_hf(const nlohmann::json& co
   if (ends_with("ForSequenceClassification")) return Architecture::sequence_classification;
   if (ends_with("Model")) return Architecture::encoder;
   return std::nullopt;
+}
+
+// A ModelScope model folder's configuration.json: the task says the architecture (the class
+// names in config.json do not: SiameseUIE's "SiameseUieModel" reads like a plain encoder), and
+// zero-shot classification means ModelScope's NLI pipeline rules. Empty optional for a folder
+// without one.
+struct ModelScopeInfo {
+  std::string task, model_type;
+  std::optional<Architecture> architecture;  // unset for a task we do not run
+  bool zero_shot = false;                    // zero-shot-classification: entailment 0, contradiction 2
+  std::optional<int64_t> max_length;         // preprocessor.max_length
+};
+
+inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path& folder) {
+  const std::filesystem::path path = folder / "configuration.json";
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  const nlohmann::json c = read_json_file(path);
+  ModelScopeInfo info;
+  if (!c.is_object()) throw Error(path.string() + ": expected a JSON object");
+  info.task = c.value("task", std::string());
+  if (c.contains("model") && c["model"].is_object()) {
+    const nlohmann::json& m = c["model"];
+    // as ModelScope's get_model_type: backbone.type, else model_type, else type
+    if (m.contains("backbone") && m["backbone"].is_object() && m["backbone"].contains("type"))
+      info.model_type = m["backbone"].value("type", std::string());
+    else
+      info.model_type = m.value("model_type", m.value("type", std::string()));
+  }
+  if (c.contains("preprocessor") && c["preprocessor"].is_object() && c["preprocessor"].contains("max_length") &&
+      c["preprocessor"]["max_length"].is_number_integer())
+    info.max_length = c["preprocessor"]["max_length"].get<int64_t>();
+  if (info.task == "zero-shot-classification" || info.task == "nli") {
+    info.architecture = Architecture::sequence_classification;
+    info.zero_shot = info.task == "zero-shot-classification";
+  } else if (info.task == "fill-mask") {
+    info.architecture = Architecture::masked_lm;
+  } else if (info.task == "siamese-uie") {
+    info.architecture = Architecture::siamese_uie;
+  } else if (info.task == "sentence-embedding" || info.task == "feature-extraction") {
+    info.architecture = Architecture::encoder;
+  }
+  return info;
 }
 
 // default_layer_norm_eps applies when config.json has none: 1e-12 for HF BERT, 1e-5 for

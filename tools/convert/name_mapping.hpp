@@ -1,5 +1,5 @@
-// Maps the tensor names of HuggingFace BERT/ERNIE checkpoints and PaddleNLP UIE checkpoints to
-// the .tbw names of docs/weight-format.md.
+// Maps the tensor names of HuggingFace BERT/ERNIE checkpoints, PaddleNLP UIE checkpoints and
+// ModelScope StructBERT / SiameseUIE checkpoints to the .tbw names of docs/weight-format.md.
 #pragma once
 
 #include <optional>
@@ -72,12 +72,15 @@ inline constexpr ModuleRule kModelRules[] = {
     {"classifier", "classifier", -1, true},
     {"linear_start", "uie.start", -1, true},
     {"linear_end", "uie.end", -1, true},
+    {"head_clsf", "siamese.head", -1, true},  // ModelScope SiameseUIE's pointer heads
+    {"tail_clsf", "siamese.tail", -1, true},
 };
 
-// Drops the wrapper prefix of a task model: "bert.", "ernie.", or PaddleNLP UIE's "encoder."
-// (only when "encoder." wraps a whole model, i.e. is followed by embeddings/encoder/pooler).
+// Drops the wrapper prefix of a task model: "bert.", "ernie.", ModelScope SiameseUIE's "plm.",
+// or PaddleNLP UIE's "encoder." (only when "encoder." wraps a whole model, i.e. is followed by
+// embeddings/encoder/pooler).
 inline std::string_view strip_model_prefix(std::string_view name) {
-  for (std::string_view prefix : {"bert.", "ernie.", "model."})
+  for (std::string_view prefix : {"bert.", "ernie.", "model.", "plm."})
     if (starts_with(name, prefix)) return name.substr(prefix.size());
   for (std::string_view inner : {"encoder.embeddings.", "encoder.encoder.", "encoder.pooler."})
     if (starts_with(name, inner)) return name.substr(8);
@@ -88,6 +91,10 @@ inline std::string_view strip_model_prefix(std::string_view name) {
 
 // The .tbw name for a source tensor; nullopt for tensors that inference does not use
 // (position_ids buffers, the NSP head); the caller reports names it cannot map.
+// SiameseUIE's cross layers ("crossattention.layer.N.*") map to "cross_layers.N.*": the caller
+// renumbers them after the shared layers once it has counted those.
+// HF's "cls.predictions.bias" maps to "mlm.decoder.bias#hf": where a file also has ModelScope's
+// "cls.predictions.decoder.bias", ModelScope's model uses that one (the caller decides).
 inline std::optional<MappedName> map_tensor_name(std::string_view source, bool* ignored = nullptr) {
   using namespace detail;
   if (ignored) *ignored = false;
@@ -97,11 +104,13 @@ inline std::optional<MappedName> map_tensor_name(std::string_view source, bool* 
     return std::nullopt;
   }
   // The MLM output bias: "cls.predictions.bias" (HF) or "cls.predictions.decoder.bias".
-  if (name == "cls.predictions.bias" || name == "cls.predictions.decoder.bias") return MappedName{"mlm.decoder.bias", -1, false};
+  if (name == "cls.predictions.decoder.bias") return MappedName{"mlm.decoder.bias", -1, false};
+  if (name == "cls.predictions.bias") return MappedName{"mlm.decoder.bias#hf", -1, false};
 
   const auto [module, suffix] = split_leaf(name);
-  for (std::string_view layers : {"encoder.layer.", "encoder.layers."}) {
+  for (std::string_view layers : {"encoder.layer.", "encoder.layers.", "crossattention.layer."}) {
     if (!starts_with(module, layers)) continue;
+    const std::string_view stack = layers == "crossattention.layer." ? "cross_layers." : "layers.";
     const std::string_view rest = module.substr(layers.size());
     const size_t dot = rest.find('.');
     if (dot == std::string_view::npos || dot == 0 || dot > 4) return std::nullopt;
@@ -111,7 +120,7 @@ inline std::optional<MappedName> map_tensor_name(std::string_view source, bool* 
     const std::string_view inner = rest.substr(dot + 1);
     for (const auto& rule : kLayerRules)
       if (inner == rule.source)
-        return MappedName{"layers." + std::string(index) + "." + std::string(rule.target) + "." + leaf(suffix),
+        return MappedName{std::string(stack) + std::string(index) + "." + std::string(rule.target) + "." + leaf(suffix),
                           rule.qkv_part, rule.is_linear && suffix == "weight"};
     return std::nullopt;
   }

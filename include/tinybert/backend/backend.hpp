@@ -28,7 +28,8 @@ concept Backend = requires(B& backend, const LinearWeights& linear_weights,
                            const typename B::Embeddings& embeddings, const Batch& batch,
                            const typename B::Matrix& in, typename B::Matrix& out,
                            Activation activation, Pooling pooling, int64_t num_heads,
-                           std::vector<float>* probabilities, std::span<const int64_t> rows) {
+                           std::vector<float>* probabilities, std::span<const int64_t> rows,
+                           std::span<const float> host_values, int64_t host_rows, int64_t host_cols) {
   // Activations [rows, cols]: a workspace buffer whose storage only grows.
   typename B::Matrix;
   requires std::default_initializable<typename B::Matrix>;
@@ -55,8 +56,9 @@ concept Backend = requires(B& backend, const LinearWeights& linear_weights,
   { backend.pool(in, batch, pooling, out) } -> std::same_as<void>;
   // out[i] = in[rows[i]]
   { backend.gather_rows(in, rows, out) } -> std::same_as<void>;
-  // f32 values row-major in host memory (waits for a device)
+  // f32 values row-major in host memory (waits for a device), and back: out = [rows, cols]
   { backend.to_host(in) } -> std::same_as<std::vector<float>>;
+  { backend.from_host(host_values, host_rows, host_cols, out) } -> std::same_as<void>;
   // "ref", "f32", "bf16", "int8", "cuda-f16", ...: what --backend calls it; caches that hold
   // a backend's outputs (the label cache) key on it.
   { std::as_const(backend).name() } -> std::convertible_to<std::string>;

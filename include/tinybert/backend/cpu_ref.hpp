@@ -69,7 +69,7 @@ class CpuRefBackend {
       for (int64_t pos = 0; pos < batch.seq_len(s); ++pos) {
         const int64_t t = batch.seq_begin(s) + pos;
         MatrixMap row(out.row(t), 1, hidden);
-        row = e.word.rows.row(batch.input_ids[t]) + e.position.rows.row(pos) +
+        row = e.word.rows.row(batch.input_ids[t]) + e.position.rows.row(batch.position(s, pos)) +
               e.token_type.rows.row(batch.token_type_ids[t]);
         if (e.task_type) row += e.task_type->rows.row(batch.task_type_ids[t]);
       }
@@ -147,6 +147,9 @@ class CpuRefBackend {
   }
 
   std::vector<float> to_host(const Matrix& m) const { return m.to_vector(); }
+  void from_host(std::span<const float> values, int64_t rows, int64_t cols, Matrix& out) const {
+    matrix_from_host(values, rows, cols, out);
+  }
 
  private:
   static void apply(Activation act, float* x, int64_t n) {

@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "tinybert/batch.hpp"
 #include "tinybert/config.hpp"
+#include "tinybert/error.hpp"
 
 namespace tinybert {
 
@@ -53,6 +55,14 @@ inline void pool_rows(const HostMatrix& hidden, const Batch& batch, Pooling pool
       for (int64_t c = 0; c < width; ++c) dst[c] *= inverse;
     }
   }
+}
+
+inline void matrix_from_host(std::span<const float> values, int64_t rows, int64_t cols, HostMatrix& out) {
+  if (static_cast<int64_t>(values.size()) != rows * cols)
+    throw Error("from_host: " + std::to_string(values.size()) + " values for [" + std::to_string(rows) + ", " +
+                std::to_string(cols) + "]");
+  out.resize(rows, cols);
+  std::copy(values.begin(), values.end(), out.data());
 }
 
 inline void gather_rows(const HostMatrix& in, std::span<const int64_t> rows, HostMatrix& out) {

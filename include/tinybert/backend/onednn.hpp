@@ -305,7 +305,7 @@ class OneDnnBackend {
         float* row = out.row(t);
         std::fill(row, row + hidden, 0.0f);
         onednn_detail::add_table_row(e.word, batch.input_ids[t], row);
-        onednn_detail::add_table_row(e.position, pos, row);
+        onednn_detail::add_table_row(e.position, batch.position(s, pos), row);
         onednn_detail::add_table_row(e.token_type, batch.token_type_ids[t], row);
         if (e.task_type) onednn_detail::add_table_row(*e.task_type, batch.task_type_ids[t], row);
       }
@@ -471,6 +471,9 @@ class OneDnnBackend {
     tinybert::gather_rows(in, rows, out);
   }
   std::vector<float> to_host(const Matrix& m) const { return m.to_vector(); }
+  void from_host(std::span<const float> values, int64_t rows, int64_t cols, Matrix& out) const {
+    matrix_from_host(values, rows, cols, out);
+  }
 
  private:
   // Roles of the per-thread memory objects (onednn_detail::bind_memory); a linear's source adds

@@ -61,6 +61,9 @@ class TraceBackend {
   void gather_rows(const Matrix& in, std::span<const int64_t> rows, Matrix& out) {
     record("gather_rows", {&in}, {&out}, &out, static_cast<int64_t>(rows.size()), in.cols());
   }
+  void from_host(std::span<const float>, int64_t rows, int64_t cols, Matrix& out) {
+    record("from_host", {}, {&out}, &out, rows, cols);
+  }
   std::vector<float> to_host(const Matrix& m) {
     record("to_host", {&m}, {}, nullptr, 0, 0);
     return {};

@@ -76,6 +76,7 @@ inline void append_batch(Batch& into, const Batch& from) {
   into.task_type_ids.insert(into.task_type_ids.end(), from.task_type_ids.begin(), from.task_type_ids.end());
   for (int64_t s = 1; s <= from.num_sequences(); ++s)
     into.cu_seqlens.push_back(static_cast<int32_t>(offset + from.cu_seqlens[static_cast<size_t>(s)]));
+  into.position_offsets.insert(into.position_offsets.end(), from.position_offsets.begin(), from.position_offsets.end());
 }
 
 // Merges requests with equal heads into one request, and splits its result back: the inverse
@@ -125,6 +126,8 @@ class MergedPass {
         out.start = copy(all.start, s.first_token, s.tokens, 1);
         out.end = copy(all.end, s.first_token, s.tokens, 1);
         break;
+      case HeadKind::siamese_text_states:
+      case HeadKind::siamese_logits: throw Error("SiameseUIE passes are not merged");  // see mergeable()
     }
     if (s.wants_attention && attention_elements_ > 0) {
       const int64_t heads = static_cast<int64_t>(all.attention.size()) / attention_elements_;
@@ -147,6 +150,12 @@ class MergedPass {
   std::vector<Slice> slices_;
   int64_t attention_elements_ = 0;
 };
+
+// Whether passes with this head may share a forward pass with others. SiameseUIE's passes carry
+// text states beside their batch; they run alone (one request's hints are one pass already).
+inline bool mergeable(HeadKind kind) {
+  return kind != HeadKind::siamese_text_states && kind != HeadKind::siamese_logits;
+}
 
 class BatchingRunner final : public Runner {
  public:
@@ -216,7 +225,7 @@ class BatchingRunner final : public Runner {
     if (queue_.empty()) return {};
     std::vector<PendingPtr> group{queue_.front()};
     queue_.pop_front();
-    if (!options_.enabled) return group;
+    if (!options_.enabled || !mergeable(group.front()->request.head.kind)) return group;
     int64_t tokens = group.front()->request.batch.num_tokens();
     const auto close_at = group.front()->arrival + options_.max_wait;
     while (true) {

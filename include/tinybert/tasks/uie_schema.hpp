@@ -49,8 +49,9 @@ struct SchemaLimits {
 
 namespace detail {
 
-inline std::string json_type_name(const nlohmann::json& j) { return j.type_name(); }
-
+// Over nlohmann::json (keys sorted) or nlohmann::ordered_json (keys in the order written, which
+// SiameseUIE's output order follows).
+template <class Json>
 struct SchemaParser {
   const SchemaLimits& limits;
   size_t nodes = 0;
@@ -69,10 +70,10 @@ struct SchemaParser {
   }
 
   // Children of a named node: null (none), "name", [items...] or {"name": children, ...}.
-  void children(const nlohmann::json& value, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
+  void children(const Json& value, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
     if (value.is_null()) return;
     if (value.is_string()) {
-      out.push_back(leaf(value.get<std::string>(), path, depth));
+      out.push_back(leaf(value.template get<std::string>(), path, depth));
     } else if (value.is_array()) {
       for (size_t i = 0; i < value.size(); ++i) {
         std::string item_path = path;
@@ -82,22 +83,22 @@ struct SchemaParser {
     } else if (value.is_object()) {
       object(value, path, depth, out);
     } else {
-      throw Error("schema " + path + ": expected a name, a list, an object or null, found " + json_type_name(value));
+      throw Error("schema " + path + ": expected a name, a list, an object or null, found " + value.type_name());
     }
   }
 
   // A list item is a name or an object {"name": children}.
-  void list_item(const nlohmann::json& item, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
+  void list_item(const Json& item, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
     if (item.is_string()) {
-      out.push_back(leaf(item.get<std::string>(), path, depth));
+      out.push_back(leaf(item.template get<std::string>(), path, depth));
     } else if (item.is_object()) {
       object(item, path, depth, out);
     } else {
-      throw Error("schema " + path + ": expected a name or an object, found " + json_type_name(item));
+      throw Error("schema " + path + ": expected a name or an object, found " + item.type_name());
     }
   }
 
-  void object(const nlohmann::json& value, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
+  void object(const Json& value, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
     if (value.empty()) throw Error("schema " + path + ": empty object");
     for (const auto& [key, child] : value.items()) {
       std::string child_path = path;
@@ -119,8 +120,10 @@ struct SchemaParser {
 //   {"评价维度": ["观点词", "情感倾向[正向，负向]"]}
 //   {"产品名称": null, "属性词": {"情感词": null}}   SiameseUIE
 // Errors name the place in the schema, e.g. "schema $[1].竞赛名称[0]: empty name".
-inline Schema parse_schema(const nlohmann::json& schema, const SchemaLimits& limits = {}) {
-  detail::SchemaParser parser{limits};
+// Names keep the order of the JSON object when it is an nlohmann::ordered_json.
+template <class Json = nlohmann::json>
+Schema parse_schema(const Json& schema, const SchemaLimits& limits = {}) {
+  detail::SchemaParser<Json> parser{limits};
   Schema out;
   if (schema.is_null()) throw Error("schema $: expected a name, a list or an object, found null");
   parser.children(schema, "$", 1, out.roots);
