@@ -30,7 +30,8 @@ the CPU when no GPU works).
   classify   --model M.tbw --labels A,B,... | --labels-file F [--template T] [--multi-label]
              [--temperature X] [--threshold X] [--max-labels N]
   extract    --model M.tbw --schema JSON | --schema-file F [--threshold X] [--max-seq-len N]
-             [--overlap N] [--english]
+             [--overlap N] [--english] [--format uie|modelscope]
+             (UIE or SiameseUIE models; --format modelscope: SiameseUIE's {"output": [...]})
   inspect    M.tbw
 )";
 

@@ -149,3 +149,35 @@ TEST_CASE("the CLI backend option selects the reference or a oneDNN precision", 
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].get<double>() == Approx(b[i].get<double>()).margin(1e-4));
   check_one_line_error(run(kCli + " embed --backend bogus --model " + bert + " a"), "bogus");
 }
+
+// A ModelScope folder as downloaded: converted by tinybert-convert, inspected (what was detected),
+// and extracted from in both shapes.
+TEST_CASE("tinybert extract on a SiameseUIE model, --format modelscope", "[cli][modelscope]") {
+  const auto folder = tinybert::test::test_data_dir() / "modelscope";
+  const auto out = tinybert::test::scratch_dir("cli") / "ms-siamese.tbw";
+  REQUIRE(run(kConvert + " " + (folder / "siamese-uie").string() + " " + out.string()).exit_code == 0);
+  const Run inspect = run(kConvert + " --inspect " + out.string());
+  CHECK_THAT(inspect.out, Catch::Contains("siamese_uie: 2 shared + 2 cross layers"));
+  const auto zero_shot = tinybert::test::scratch_dir("cli") / "ms-zero-shot.tbw";
+  REQUIRE(run(kConvert + " " + (folder / "structbert-zero-shot").string() + " " + zero_shot.string()).exit_code == 0);
+  CHECK_THAT(run(kConvert + " --inspect " + zero_shot.string()).out,
+             Catch::Contains("nli: entailment = logit 0, contradiction = logit 2 (ModelScope's zero-shot pipeline"));
+
+  std::ifstream golden_file(folder / "siamese-uie/golden.json");
+  const auto golden = nlohmann::ordered_json::parse(golden_file);
+  const auto& nested_case = golden["cases"][1];
+  const std::string base = kCli + " extract --backend ref --model " + out.string() + " --schema " +
+                           quote(nested_case["schema"].dump()) + " " + quote(nested_case["text"].get<std::string>());
+  const Run modelscope = run(base + " --format modelscope");
+  INFO(modelscope.err);
+  REQUIRE(modelscope.exit_code == 0);
+  CHECK(json::parse(modelscope.out)[0] == json::parse(nested_case["output"].dump()));
+  const Run nested = run(base);
+  REQUIRE(nested.exit_code == 0);
+  CHECK(json::parse(nested.out)[0]["人物"].size() == 2);
+  check_one_line_error(run(base + " --format xml"), "format 'xml' (expected uie or modelscope)");
+  check_one_line_error(run(base + " --max-seq-len 64"), "--max-seq-len is for UIE models");
+  const std::string uie = convert_tiny("tiny-uie");
+  check_one_line_error(run(kCli + " extract --model " + uie + " --schema '\"天\"' --format modelscope 天气"),
+                       "--format modelscope is for SiameseUIE models");
+}

@@ -391,3 +391,50 @@ TEST_CASE("the real models answer as their references say", "[server][real]") {
   CHECK(fill["results"][0]["masks"][0]["candidates"].size() == 5);
   CHECK(fill["results"][0]["masks"][0]["attribution"].size() == 3);
 }
+
+// ModelScope's published layouts served as downloaded (tests/data/modelscope, goldens from
+// tools/modelscope): SiameseUIE answers in UIE's nested shape by default and in ModelScope's own
+// with "format": "modelscope".
+TEST_CASE("ModelScope models: SiameseUIE extraction in both shapes", "[server][modelscope]") {
+  const auto folder = tinybert::test::test_data_dir() / "modelscope";
+  const auto convert = [&](const std::string& name) {
+    const auto out = tinybert::test::scratch_dir("server") / ("ms-" + name + ".tbw");
+    if (!fs::exists(out)) tinybert::convert::convert_folder(folder / name, out.string(), {});
+    return out.string();
+  };
+  const ServerProcess server({"--model", "siamese=" + convert("siamese-uie"), "--model", "uie=" + tiny_model("tiny-uie")});
+  std::ifstream golden_file(folder / "siamese-uie/golden.json");
+  const auto golden = nlohmann::ordered_json::parse(golden_file);
+  const auto& nested_case = golden["cases"][1];  // {"人物": {"比赛项目": null, "参赛地点": null}}
+  // the schema as the client writes it, key order included
+  const std::string body = "{\"model\": \"siamese\", \"input\": " + nested_case["text"].dump() +
+                           ", \"schema\": " + nested_case["schema"].dump() + ", \"format\": \"modelscope\"}";
+  const auto response = server.post("/v1/extract", body);
+  const json modelscope = body_of(response);
+  CHECK(modelscope["format"] == "modelscope");
+  CHECK(modelscope["results"][0] == json::parse(nested_case["output"].dump()));
+
+  json request = json::parse(body);
+  request.erase("format");
+  const json nested = body_of(server.post("/v1/extract", request));
+  CHECK(nested["format"] == "uie");
+  const json& people = nested["results"][0]["人物"];
+  REQUIRE(people.size() == 2);  // the two 人物 spans of the golden chains, each with its relations
+  CHECK(people[0]["text"] == "中，");
+  CHECK(people[0]["start"] == 18);
+  CHECK(people[0]["relations"]["比赛项目"].size() == 2);
+  CHECK(people[0]["probability"].get<double>() > 0);
+
+  const auto wrong_format = server.post("/v1/extract", json{{"model", "uie"}, {"input", "张三"}, {"schema", "人名"}, {"format", "modelscope"}});
+  REQUIRE(wrong_format);
+  CHECK(wrong_format->status == 400);
+  CHECK_THAT(wrong_format->body, Catch::Contains("is for SiameseUIE models"));
+  const auto bad_format = server.post("/v1/extract", json{{"model", "siamese"}, {"input", "张三"}, {"schema", "人物"}, {"format", "xml"}});
+  REQUIRE(bad_format);
+  CHECK(bad_format->status == 400);
+  CHECK_THAT(bad_format->body, Catch::Contains("expected uie or modelscope"));
+  const auto empty_text = server.post("/v1/extract", json{{"model", "siamese"}, {"input", {"好", ""}}, {"schema", "人物"}});
+  REQUIRE(empty_text);
+  CHECK(empty_text->status == 400);
+  CHECK(json::parse(empty_text->body)["error"]["input_index"] == 1);
+}

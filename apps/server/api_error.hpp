@@ -47,7 +47,7 @@ inline size_t count_code_points(const std::string& s) {
 class RequestBody {
  public:
   RequestBody(const std::string& body, std::set<std::string> known, const RequestLimits& limits)
-      : limits_(limits) {
+      : body_(body), limits_(limits) {
     if (body.size() > limits.max_body_bytes)
       throw too_large("the body has " + std::to_string(body.size()) + " bytes, the limit is " +
                       std::to_string(limits.max_body_bytes));
@@ -65,6 +65,8 @@ class RequestBody {
   }
 
   const json& raw() const { return json_; }
+  // A field with its objects' keys in the order the client wrote them (raw() sorts them).
+  nlohmann::ordered_json ordered(const std::string& key) const { return nlohmann::ordered_json::parse(body_)[key]; }
   bool has(const std::string& key) const { return json_.contains(key) && !json_[key].is_null(); }
 
   // "input": one string or a non-empty list of strings, within the limits.
@@ -160,6 +162,7 @@ class RequestBody {
     return s;
   }
 
+  std::string body_;
   json json_;
   const RequestLimits& limits_;
 };

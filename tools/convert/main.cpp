@@ -6,16 +6,38 @@
 
 #include "convert.hpp"
 #include "tinybert/describe.hpp"
+#include "tinybert/tasks/classify.hpp"
 
 namespace {
 
 const char* kUsage =
     "usage: tinybert-convert MODEL_DIR OUT.tbw [--dtype auto|f32|f16|bf16|int8]\n"
-    "                        [--architecture encoder|masked_lm|sequence_classification|uie]\n"
+    "                        [--architecture encoder|masked_lm|sequence_classification|uie|siamese_uie]\n"
     "                        [--weights FILE]\n"
     "       tinybert-convert --inspect FILE.tbw\n"
     "MODEL_DIR holds config.json, vocab.txt, tokenizer_config.json and model.safetensors,\n"
-    "pytorch_model.bin or onnx/model*.onnx. --dtype auto keeps the source precision.\n";
+    "pytorch_model.bin or onnx/model*.onnx; a ModelScope folder also configuration.json, whose\n"
+    "task (zero-shot-classification, fill-mask, siamese-uie) sets the architecture.\n"
+    "--dtype auto keeps the source precision.\n";
+
+// What the engine will do with the model, in words: the architecture and, where it matters, which
+// logits are entailment / contradiction and how SiameseUIE's layers split.
+std::string detected(const tinybert::WeightFile& file) {
+  const tinybert::ModelConfig c = tinybert::ModelConfig::from_json(file.config());
+  std::string s = tinybert::architecture_name(c.architecture);
+  if (c.modelscope_nli) {
+    s += "; nli: entailment = logit 0, contradiction = logit 2 (ModelScope's zero-shot pipeline, whatever the labels say)";
+  } else if (c.architecture == tinybert::Architecture::sequence_classification) {
+    const int64_t entailment = tinybert::find_entailment_index(c.labels);
+    s += entailment < 0 ? "; no entailment label: not usable for zero-shot classification"
+                        : "; nli: entailment = logit " + std::to_string(entailment) + " ('" + c.labels[entailment] +
+                              "', HuggingFace's pipeline rule)";
+  }
+  if (c.architecture == tinybert::Architecture::siamese_uie)
+    s += ": " + std::to_string(c.num_layers - c.cross_layers) + " shared + " + std::to_string(c.cross_layers) +
+         " cross layers";
+  return s;
+}
 
 void print_inspection(const tinybert::WeightFile& file) {
   const nlohmann::json d = tinybert::describe(file);
@@ -23,6 +45,7 @@ void print_inspection(const tinybert::WeightFile& file) {
             << "config     " << d["config"].dump() << "\n"
             << "tokenizer  " << d["tokenizer"].dump() << "\n"
             << "metadata   " << d["metadata"].dump() << "\n"
+            << "detected   " << detected(file) << "\n"
             << "tensors    " << file.tensors().size() << "\n";
   for (const auto& t : file.tensors()) {
     std::printf("  %-44s %-5s %-16s offset %-10llu %llu bytes\n", t.name.c_str(), tinybert::dtype_name(t.view.dtype),

@@ -9,6 +9,7 @@
 #include "tinybert/tasks/classify.hpp"
 #include "tinybert/tasks/extract.hpp"
 #include "tinybert/tasks/fill_mask.hpp"
+#include "tinybert/tasks/siamese_uie.hpp"
 
 namespace tinybert {
 
@@ -115,6 +116,36 @@ inline nlohmann::json to_json(const Extraction& extraction) {
     j[name] = std::move(list);
   }
   return j;
+}
+
+// ModelScope's SiameseUIE output for one text: {"output": [[{"type", "span", "offset"}, ...], ...]}.
+inline nlohmann::json modelscope_output(const std::vector<SiameseChain>& chains) {
+  nlohmann::json output = nlohmann::json::array();
+  for (const SiameseChain& chain : chains) {
+    nlohmann::json links = nlohmann::json::array();
+    for (const SiameseSpan& s : chain) links.push_back({{"type", s.type}, {"span", s.span}, {"offset", {s.begin, s.end}}});
+    output.push_back(std::move(links));
+  }
+  return {{"output", std::move(output)}};
+}
+
+// The shapes an extraction is returned in: "uie" (PaddleNLP's nested {name: [answers]}, for every
+// extraction model) or "modelscope" (SiameseUIE models only).
+enum class ExtractFormat { uie, modelscope };
+
+inline ExtractFormat parse_extract_format(const std::string& name) {
+  if (name == "uie") return ExtractFormat::uie;
+  if (name == "modelscope") return ExtractFormat::modelscope;
+  throw Error("format '" + name + "' (expected uie or modelscope)");
+}
+
+// SiameseUIE results per text in the chosen shape.
+inline nlohmann::json to_json(const std::vector<std::vector<SiameseChain>>& results, ExtractFormat format) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& chains : results)
+    out.push_back(format == ExtractFormat::modelscope ? modelscope_output(chains)
+                                                      : to_json(SiameseExtractor::nested(chains)));
+  return out;
 }
 
 // PaddleNLP Taskflow's output: one {name: [answers]} object per text.
