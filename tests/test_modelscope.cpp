@@ -205,6 +205,13 @@ TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output", "[
       size_t hints = 0;
       for (const json& call : c["calls"]) hints += call["hints"].size();
       CHECK(counting.sequences[HeadKind::siamese_logits] == static_cast<int64_t>(hints * c["windows"].size()));
+      // Without the reuse (what the benchmark compares with): the same answers, and the text's
+      // shared layers once per hint.
+      SiameseOptions no_reuse;
+      no_reuse.reuse_text_states = false;
+      CountingRunner counting_again(*runner);
+      CHECK(SiameseExtractor(counting_again, no_reuse).run({text}, schema).front().size() == chains.size());
+      CHECK(counting_again.passes[HeadKind::siamese_text_states] == static_cast<int64_t>(hints));
     }
   }
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Browser test of tinybert-server's web page: converts the three demo models, starts the server on
+# Browser test of tinybert-server's web page: converts the three demo models (and the tiny
+# ModelScope SiameseUIE of tests/data/modelscope), starts the server on
 # a free port, drives the page with headless Chromium (browser_test.mjs) and always stops the server.
 # usage: run.sh SERVER_BIN CONVERT_BIN OUT_DIR      exit 4 = skipped (no Chromium, node_modules or ../shared)
 set -euo pipefail
@@ -36,6 +37,9 @@ for pair in bge:bge-small-zh-v1.5 mlm:demo-mlm uie:demo-uie; do
     { cat "$out_dir/convert-$name.log"; echo "FAIL: converting $models/$folder"; exit 1; }
 done
 
+"$convert_bin" "$here/../data/modelscope/siamese-uie" "$out_dir/siamese.tbw" >"$out_dir/convert-siamese.log" 2>&1 ||
+  { cat "$out_dir/convert-siamese.log"; echo "FAIL: converting the tiny SiameseUIE"; exit 1; }
+
 port_file=$out_dir/port.txt
 rm -f "$port_file"
 server_pid=
@@ -51,7 +55,7 @@ trap stop_server EXIT
 trap 'exit 130' INT TERM
 
 "$server_bin" --model "bge=$out_dir/bge.tbw" --model "mlm=$out_dir/mlm.tbw" --model "uie=$out_dir/uie.tbw" \
-  --port 0 --port-file "$port_file" >"$out_dir/server.log" 2>&1 &
+  --model "siamese=$out_dir/siamese.tbw" --port 0 --port-file "$port_file" >"$out_dir/server.log" 2>&1 &
 server_pid=$!
 
 # Wait for the port file, then for GET /health to answer 200.

@@ -33,6 +33,9 @@ struct SiameseOptions {
   float threshold = 0.5f;  // on raw logits, as ModelScope compares them
   size_t max_text_chars = 100000;
   size_t max_hints = 4096;  // hints (prefixes x types) in one schema level
+  // false: the text's shared layers run again with every hint, one pass per hint, as ModelScope's
+  // model does without fast_inference. Same answers, for measuring what the reuse saves.
+  bool reuse_text_states = true;
 };
 
 namespace detail {
@@ -184,41 +187,53 @@ class SiameseExtractor {
     // ModelScope pads the last window when there are several: hints then start at the full
     // window length. Padding itself changes nothing (masked), so it is not run.
     t.hint_position = t.starts.size() > 1 ? options_.window_tokens : n;
+    t.cu_seqlens.push_back(0);
+    for (int64_t start : t.starts)
+      t.cu_seqlens.push_back(t.cu_seqlens.back() + static_cast<int32_t>(std::min(n, start + options_.window_tokens) - start));
+    if (options_.reuse_text_states) t.states = text_states(t);
+    return t;
+  }
+
+  // The windows through the shared layers.
+  std::vector<float> text_states(const TextWindows& t) const {
     ForwardRequest request;
     request.head.kind = HeadKind::siamese_text_states;
-    t.cu_seqlens.push_back(0);
-    for (int64_t start : t.starts) {
-      const int64_t end = std::min(n, start + options_.window_tokens);
-      request.batch.add(std::span<const int32_t>(t.tokens.ids.data() + start, static_cast<size_t>(end - start)));
-      t.cu_seqlens.push_back(static_cast<int32_t>(request.batch.num_tokens()));
-    }
-    t.states = runner_.run(std::move(request)).values;
-    return t;
+    for (size_t w = 0; w < t.starts.size(); ++w)
+      request.batch.add(std::span<const int32_t>(t.tokens.ids.data() + t.starts[w],
+                                                 static_cast<size_t>(t.cu_seqlens[w + 1] - t.cu_seqlens[w])));
+    return runner_.run(std::move(request)).values;
   }
 
   // All calls of one schema level in one pass: every hint against every window.
   void run_level(std::vector<Call>& calls, const std::vector<size_t>& level, const TextWindows& text) const {
     const Tokenizer& tokenizer = model_.tokenizer();
-    ForwardRequest request;
-    request.head.kind = HeadKind::siamese_logits;
-    request.text_states = text.states;
-    request.text_cu_seqlens = text.cu_seqlens;
     size_t hints = 0;
     for (size_t c : level) hints += calls[c].types->size();
     if (hints > options_.max_hints)
       throw Error("the schema needs " + std::to_string(hints) + " hints in one level (limit " +
                   std::to_string(options_.max_hints) + ")");
+    std::vector<ForwardRequest> requests(options_.reuse_text_states ? 1 : hints);
+    size_t hint = 0;
     for (size_t c : level)
       for (const SchemaNode& type : *calls[c].types) {
-        const Encoding hint = tokenizer.encode(detail::siamese_hint(calls[c].prefix, type.name),
-                                               static_cast<size_t>(options_.max_hint_tokens));
-        const std::vector<int32_t> types(hint.ids.size(), 1);
+        const Encoding encoded = tokenizer.encode(detail::siamese_hint(calls[c].prefix, type.name),
+                                                  static_cast<size_t>(options_.max_hint_tokens));
+        const std::vector<int32_t> types(encoded.ids.size(), 1);
+        ForwardRequest& request = requests[options_.reuse_text_states ? 0 : hint++];
         for (size_t w = 0; w < text.starts.size(); ++w) {
-          request.batch.add(hint.ids, types, {}, static_cast<int32_t>(text.hint_position));
+          request.batch.add(encoded.ids, types, {}, static_cast<int32_t>(text.hint_position));
           request.hint_window.push_back(static_cast<int32_t>(w));
         }
       }
-    const ForwardResult logits = runner_.run(std::move(request));
+    ForwardResult logits;
+    for (ForwardRequest& request : requests) {
+      request.head.kind = HeadKind::siamese_logits;
+      request.text_states = options_.reuse_text_states ? text.states : text_states(text);
+      request.text_cu_seqlens = text.cu_seqlens;
+      const ForwardResult part = runner_.run(std::move(request));
+      logits.start.insert(logits.start.end(), part.start.begin(), part.start.end());
+      logits.end.insert(logits.end.end(), part.end.begin(), part.end.end());
+    }
     const size_t n = text.tokens.size();
     size_t offset = 0;
     for (size_t c : level) {
