@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "test_support.hpp"
+#include "tinybert/tasks/classify.hpp"
 #ifdef TINYBERT_HAVE_CUDA
 #include "tinybert/backend/cuda.hpp"
 #endif
@@ -242,7 +243,77 @@ TEST_CASE("malformed requests are 400s that say what and where", "[server][error
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("does not serve fill-mask"));
 }
 
-TEST_CASE("over-limit requests are 413s, unknown things 404s, wrong methods 405s", "[server][errors]") {
+TEST_CASE("classify with calibrate and a list of templates; content-free inputs cached; 400s",
+          "[server][calibrate]") {
+  const ServerProcess server(tiny_models());
+  const auto classify = [&](json body) {
+    body["input"] = "北京天气好";
+    return server.post("/v1/classify", body);
+  };
+  const json plain = body_of(classify({{"labels", {"好", "北京"}}, {"template", "是{}的"}}));
+  CHECK(plain["template"] == "是{}的");
+  CHECK(plain["calibrate"] == false);
+  CHECK_FALSE(plain["results"][0]["labels"][0].contains("content_free"));
+  const json calibrated = body_of(
+      classify({{"labels", {"好", "北京"}}, {"template", {"{}", "是{}的"}}, {"calibrate", true}}));
+  CHECK(calibrated["template"] == json{"{}", "是{}的"});
+  CHECK(calibrated["calibrate"] == true);
+  const json& labels = calibrated["results"][0]["labels"];
+  REQUIRE(labels.size() == 2);
+  const auto calibrated_cosine = [](const json& l) {
+    return l["cosine"].get<double>() - l["content_free"].get<double>();
+  };
+  CHECK(labels[0]["score"].get<double>() ==
+        Approx(1 / (1 + std::exp(-(calibrated_cosine(labels[0]) - calibrated_cosine(labels[1])) /
+                                 0.05)))
+            .margin(1e-4));
+  // both templates count: the ensemble's cosines are not those of 是{}的 alone
+  const json& alone = plain["results"][0]["labels"];
+  const json& same = alone[0]["label"] == labels[0]["label"] ? alone[0] : alone[1];
+  CHECK(std::abs(labels[0]["cosine"].get<double>() - same["cosine"].get<double>()) > 1e-4);
+
+  // Label cache misses: 2 (是{}的), then 2 ({}) + the content-free inputs; a new label set then
+  // costs its label only.
+  body_of(classify({{"labels", {"天气"}}, {"calibrate", true}}));
+  const auto metrics = server.get("/metrics");
+  REQUIRE(metrics);
+  const size_t misses = 2 + 2 + std::size(tinybert::kContentFreeInputs) + 1;
+  CHECK_THAT(metrics->body,
+             Catch::Contains("tinybert_label_cache_misses_total " + std::to_string(misses) + "\n"));
+
+  json e = error_of(classify({{"labels", {"a"}}, {"calibrate", "yes"}}), 400);
+  CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("'calibrate' must be true or false"));
+  e = error_of(classify({{"labels", {"a"}}, {"template", json::array()}}), 400);
+  CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("'template' is an empty list"));
+  e = error_of(classify({{"labels", {"a"}}, {"template", 3}}), 400);
+  CHECK_THAT(e["message"].get<std::string>(),
+             Catch::Contains("'template' must be a string or a list of strings"));
+  e = error_of(classify({{"labels", {"a"}}, {"template", {"{}", 5}}}), 400);
+  CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("template[1]"));
+  e = error_of(classify({{"labels", {"a"}}, {"template", {"{}", "x"}}}), 400);
+  CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("template 1 'x' has no {}"));
+  e = error_of(classify({{"labels", {"a"}}, {"template", {"{}", "{}"}}}), 400);
+  CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("duplicate template '{}'"));
+  json many = json::array();
+  for (size_t i = 0; i <= tinybert::kMaxLabelTemplates; ++i)
+    many.push_back(std::to_string(i) + "{}");
+  e = error_of(classify({{"labels", {"a"}}, {"template", many}}), 413);
+  e = error_of(
+      server.post(
+          "/v1/classify",
+          json{{"model", "nli"}, {"input", "x"}, {"labels", {"a", "b"}}, {"calibrate", true}}),
+      400);
+  CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("calibration is for embedding mode"));
+
+  const json openapi = body_of(server.get("/openapi.json"));
+  const json& request = openapi["components"]["schemas"]["ClassifyRequest"]["properties"];
+  CHECK(request["calibrate"]["type"] == "boolean");
+  CHECK(request["template"]["oneOf"][1]["maxItems"] == tinybert::kMaxLabelTemplates);
+  CHECK(openapi["components"]["schemas"]["ClassifyResponse"]["properties"].contains("calibrate"));
+}
+
+TEST_CASE("over-limit requests are 413s, unknown things 404s, wrong methods 405s",
+          "[server][errors]") {
   auto args = tiny_models();
   args.insert(args.end(), {"--max-body-bytes", "4096", "--max-inputs", "3", "--max-chars", "20", "--max-labels", "2",
                            "--max-schema-names", "3"});
@@ -437,4 +508,6 @@ TEST_CASE("ModelScope models: SiameseUIE extraction in both shapes", "[server][m
   REQUIRE(empty_text);
   CHECK(empty_text->status == 400);
   CHECK(json::parse(empty_text->body)["error"]["input_index"] == 1);
+  const json openapi = body_of(server.get("/openapi.json"));
+  CHECK(openapi["components"]["schemas"]["ExtractRequest"]["properties"]["format"]["enum"] == json{"uie", "modelscope"});
 }
