@@ -239,3 +239,56 @@ TEST_CASE("SiameseUIE: bad requests", "[modelscope][siamese][errors]") {
   DirectRunner<CpuRefBackend> mlm_runner(*mlm, backend);
   CHECK_THROWS_WITH(SiameseExtractor(mlm_runner), Catch::Contains("needs a siamese_uie model"));
 }
+
+TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores", "[modelscope][zero-shot]") {
+  const json want = golden("structbert-zero-shot");
+  REQUIRE(want["entailment_id"] == 0);
+  REQUIRE(want["contradiction_id"] == 2);
+  const auto model = test::convert_model(folder("structbert-zero-shot"), "ms-zero-shot-scores");
+  for (auto& [backend, runner] : all_runners(*model)) {
+    INFO("backend " << backend);
+    ZeroShotClassifier classifier(*runner);
+    CHECK(classifier.mode() == ClassifyMode::modelscope_nli);
+    CHECK(classifier.default_template() == "{}");
+    for (const json& c : want["cases"]) {
+      INFO("case " << c["name"].get<std::string>());
+      const std::vector<std::string> labels = c["candidate_labels"].is_string()
+                                                  ? parse_label_list(c["candidate_labels"].get<std::string>())
+                                                  : c["candidate_labels"].get<std::vector<std::string>>();
+      REQUIRE(labels == c["parsed_labels"].get<std::vector<std::string>>());
+      const std::string text = c["text"].get<std::string>();
+      const auto max_length = c["max_length"].get<size_t>();
+      // Each (text, hypothesis) pair as ModelScope tokenizes it (longest-first truncation), and
+      // its logits.
+      ForwardRequest pairs;
+      pairs.head.kind = HeadKind::classifier_logits;
+      for (const json& pair : c["pairs"]) {
+        const Encoding e = model->tokenizer().encode_pair(text, pair["hypothesis"].get<std::string>(), max_length,
+                                                          Truncation::longest_first);
+        CHECK(e.ids == pair["input_ids"].get<std::vector<int32_t>>());
+        CHECK(e.type_ids == pair["token_type_ids"].get<std::vector<int32_t>>());
+        pairs.batch.add(e.ids, e.type_ids);
+      }
+      const std::vector<float> logits = runner->run(pairs).values;
+      for (size_t p = 0; p < c["pairs"].size(); ++p) {
+        const std::vector<float> row(logits.begin() + 3 * p, logits.begin() + 3 * (p + 1));
+        if (backend == "ref") CHECK(max_abs_difference(row, c["pairs"][p]["logits"]) < 1e-5);
+        else if (backend == "f32") CHECK(max_abs_difference(row, c["pairs"][p]["logits"]) < 1e-4);
+      }
+      // The pipeline's scores, through the classifier (its texts fit the model's 128 positions:
+      // only the 32-token case needs its own truncation, checked above).
+      if (max_length < 128 || (backend != "ref" && backend != "f32")) continue;
+      ClassifyOptions options;
+      options.multi_label = c["multi_label"].get<bool>();
+      if (c.contains("hypothesis_template")) options.label_template = c["hypothesis_template"].get<std::string>();
+      const ClassifyResult result = classifier.classify({text}, labels, options).front();
+      REQUIRE(result.labels.size() == labels.size());
+      for (size_t l = 0; l < labels.size(); ++l) {
+        CHECK(result.labels[l].label == c["output"]["labels"][l].get<std::string>());
+        CHECK(std::fabs(result.labels[l].score - c["output"]["scores"][l].get<double>()) < (backend == "ref" ? 1e-5 : 1e-4));
+      }
+    }
+  }
+  CHECK(parse_label_list("文化， 体育，军事,科技,,汽车 ") == std::vector<std::string>{"文化", "体育", "军事", "科技", "汽车"});
+  CHECK(parse_label_list(" , ，").empty());
+}
