@@ -37,13 +37,27 @@ std::vector<std::string> read_label_file(const std::string& path) {
   return labels;
 }
 
+// Every value of a repeatable option, in order (parse_args keeps the last), skipping the values
+// of other options as parse_args does.
+std::vector<std::string> repeated_values(const std::vector<std::string>& raw,
+                                         const std::vector<std::string>& with_value,
+                                         const std::string& name) {
+  std::vector<std::string> values;
+  for (size_t i = 0; i + 1 < raw.size(); ++i)
+    if (std::find(with_value.begin(), with_value.end(), raw[i]) != with_value.end()) {
+      if (raw[i] == name) values.push_back(raw[i + 1]);
+      ++i;
+    }
+  return values;
+}
+
 }  // namespace
 
 int cmd_classify(const std::vector<std::string>& raw) {
-  const Args args = parse_args(raw,
-                               {"--model", "--labels", "--labels-file", "--template",
-                                "--temperature", "--threshold", "--max-labels", "--backend"},
-                               {"--multi-label"});
+  const std::vector<std::string> with_value = {"--model",      "--labels",      "--labels-file",
+                                               "--template",   "--temperature", "--threshold",
+                                               "--max-labels", "--backend"};
+  const Args args = parse_args(raw, with_value, {"--multi-label", "--calibrate"});
   if (!args.has("--model")) throw Error("classify needs --model M.tbw");
   std::vector<std::string> labels;
   if (args.has("--labels")) labels = split_labels(args.value("--labels"));
@@ -53,7 +67,11 @@ int cmd_classify(const std::vector<std::string>& raw) {
   }
   if (labels.empty()) throw Error("classify needs --labels A,B,... or --labels-file F");
   ClassifyOptions options;
-  if (args.has("--template")) options.label_template = args.value("--template");
+  // --template once: the template; several times: a template ensemble
+  const auto templates = repeated_values(raw, with_value, "--template");
+  if (templates.size() == 1) options.label_template = templates.front();
+  if (templates.size() > 1) options.label_templates = templates;
+  options.calibrate = args.has("--calibrate");
   options.multi_label = args.has("--multi-label");
   if (args.has("--temperature"))
     options.temperature = parse_float(args.value("--temperature"), "--temperature");
@@ -67,10 +85,18 @@ int cmd_classify(const std::vector<std::string>& raw) {
   const auto runner = make_runner(model, args.value("--backend", default_backend()));
   ZeroShotClassifier classifier(*runner);
   // Check labels and options before reading stdin, so a bad request fails at once.
-  validate_classify_request(labels, options.label_template.value_or(classifier.default_template()), options);
+  classifier.validate(labels, options);
   const auto texts = input_texts(args);
   const auto results = classifier.classify(texts, labels, options);
-  std::cout << classify_response(model.config().name, classifier, texts, results, options).dump() << "\n";
+  json response = classify_response(model.config().name, classifier, texts, results, options);
+  // what classify_response does not show: an ensemble's templates, calibration
+  if (!options.label_templates.empty()) response["template"] = options.label_templates;
+  response["calibrate"] = options.calibrate;
+  if (options.calibrate)
+    for (size_t t = 0; t < results.size(); ++t)
+      for (size_t l = 0; l < results[t].labels.size(); ++l)
+        response["results"][t]["labels"][l]["content_free"] = results[t].labels[l].content_free;
+  std::cout << response.dump() << "\n";
   return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "tinybert/backend/cpu_ref.hpp"
 #include "tinybert/runner.hpp"
 #include "tinybert/tasks/classify.hpp"
+#include "tinybert/tasks/embed.hpp"
 
 using namespace tinybert;
 using nlohmann::json;
@@ -23,6 +24,44 @@ const LabelScore& find_label(const ClassifyResult& r, const std::string& label) 
   FAIL("label " << label << " missing from the result");
   throw std::logic_error("unreachable");
 }
+
+// Counts the forward passes and the sequences in them.
+class CountingRunner : public Runner {
+ public:
+  explicit CountingRunner(Runner& inner) : inner_(inner) {}
+  ForwardResult run(ForwardRequest request) override {
+    ++passes;
+    sequences += request.batch.num_sequences();
+    return inner_.run(std::move(request));
+  }
+  const Model& model() const override { return inner_.model(); }
+  std::string backend_name() const override { return inner_.backend_name(); }
+  int64_t passes = 0, sequences = 0;
+
+ private:
+  Runner& inner_;
+};
+
+double hand_cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double dot = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    dot += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return dot / std::sqrt(aa * bb);
+}
+
+std::vector<float> unit(const std::vector<float>& v) {
+  double norm = 0;
+  for (float x : v) norm += double(x) * x;
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = static_cast<float>(v[i] / std::sqrt(norm));
+  return out;
+}
+
+const std::vector<std::string> kContentFree(std::begin(kContentFreeInputs),
+                                            std::end(kContentFreeInputs));
 
 }  // namespace
 
@@ -271,4 +310,223 @@ TEST_CASE("classify from 4 threads on one runner and one classifier equals seria
       for (size_t i = 0; i < requests.size(); ++i) CHECK(per_thread[i] == serial[i]);
     CHECK(serial[0][0].labels.size() == 3);
   }
+}
+
+TEST_CASE("label cache: content-free keys stay apart from label keys",
+          "[classify][cache][calibrate]") {
+  // A label key starts with a length, a content-free key with a letter, whatever the strings.
+  for (const std::string text : {"", "N/A", "1:x", "content-free|"}) {
+    const std::string cf = LabelCache::content_free_key("m", text);
+    CHECK(cf.rfind("content-free|", 0) == 0);
+    CHECK(cf != LabelCache::key("m", "", text));
+    CHECK(cf != LabelCache::key("content-free|1:m", "", text));
+    CHECK(
+        std::isdigit(static_cast<unsigned char>(LabelCache::key("content-free|", text, text)[0])));
+  }
+  CHECK(LabelCache::content_free_key("m1", "") != LabelCache::content_free_key("m2", ""));
+  CHECK(LabelCache::content_free_key("m", "ab") != LabelCache::content_free_key("ma", "b"));
+  LabelCache cache(4);
+  cache.put(LabelCache::key("m", "{}", ""), {1});
+  cache.put(LabelCache::content_free_key("m", ""), {2});
+  CHECK(cache.get(LabelCache::key("m", "{}", ""))->at(0) == 1.0f);
+  CHECK(cache.get(LabelCache::content_free_key("m", ""))->at(0) == 2.0f);
+}
+
+TEST_CASE("calibration: score from cosine minus the mean content-free cosine, checked by hand",
+          "[classify][calibrate]") {
+  const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-bert", "tiny-bert");
+  CpuRefBackend backend;
+  DirectRunner runner(*model, backend);
+  ZeroShotClassifier classifier(runner);
+  const std::vector<std::string> texts = {"北京天气好", "我是中国人"},
+                                 labels = {"好", "天气", "北京"};
+  ClassifyOptions options;
+  options.label_template = "是{}的";
+  options.temperature = 0.5f;  // soft enough that 1e-6 in a cosine is 2e-6 in a score
+  options.calibrate = true;
+  const auto results = classifier.classify(texts, labels, options);
+  REQUIRE(results.size() == texts.size());
+
+  // By hand: every text alone in its own pass, cosines and means in double.
+  const auto embed_one = [&](const std::string& s) { return embed_texts(runner, {s})[0]; };
+  std::vector<std::vector<float>> label_vectors;
+  for (const auto& l : labels)
+    label_vectors.push_back(embed_one(apply_label_template("是{}的", l)));
+  std::vector<double> content_free(labels.size(), 0.0);
+  for (size_t l = 0; l < labels.size(); ++l)
+    for (const auto& input : kContentFree)
+      content_free[l] += hand_cosine(embed_one(input), label_vectors[l]) /
+                         static_cast<double>(kContentFree.size());
+  // the check means something only if the labels' content-free cosines differ
+  CHECK(*std::max_element(content_free.begin(), content_free.end()) -
+            *std::min_element(content_free.begin(), content_free.end()) >
+        1e-3);
+
+  ClassifyOptions plain = options, multi = options;
+  plain.calibrate = false;
+  multi.multi_label = true;
+  const auto plain_results = classifier.classify(texts, labels, plain);
+  const auto multi_results = classifier.classify(texts, labels, multi);
+  for (size_t t = 0; t < texts.size(); ++t) {
+    const auto text_vector = embed_one(texts[t]);
+    std::vector<double> calibrated(labels.size());
+    double z = 0;
+    for (size_t l = 0; l < labels.size(); ++l) {
+      const double cosine = hand_cosine(text_vector, label_vectors[l]);
+      calibrated[l] = cosine - content_free[l];
+      z += std::exp(calibrated[l] / options.temperature);
+      const LabelScore& s = find_label(results[t], labels[l]);
+      CHECK(s.cosine == Approx(cosine).margin(1e-6));
+      CHECK(s.content_free == Approx(content_free[l]).margin(1e-6));
+      // the plain request: the same cosine, no content-free part
+      const LabelScore& p = find_label(plain_results[t], labels[l]);
+      CHECK(p.cosine == Approx(s.cosine).margin(1e-6));
+      CHECK(p.content_free == 0.0f);
+      // multi label: sigmoid((calibrated - threshold) / T), selected at calibrated >= 0
+      const LabelScore& m = find_label(multi_results[t], labels[l]);
+      CHECK(m.score == Approx(1.0 / (1.0 + std::exp(-(calibrated[l] - kDefaultCalibratedThreshold) /
+                                                    options.temperature)))
+                           .margin(1e-5));
+      if (std::abs(calibrated[l]) > 1e-5)
+        CHECK(m.selected == (calibrated[l] >= kDefaultCalibratedThreshold));
+    }
+    for (size_t l = 0; l < labels.size(); ++l)
+      CHECK(find_label(results[t], labels[l]).score ==
+            Approx(std::exp(calibrated[l] / options.temperature) / z).margin(1e-5));
+    const size_t best = static_cast<size_t>(std::max_element(calibrated.begin(), calibrated.end()) -
+                                            calibrated.begin());
+    CHECK(results[t].labels[0].label == labels[best]);
+    CHECK(results[t].labels[0].selected);
+  }
+}
+
+TEST_CASE(
+    "calibration and ensembles: content-free inputs embedded once per model, every vector cached",
+    "[classify][calibrate][cache]") {
+  const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-bert", "tiny-bert");
+  CpuRefBackend backend;
+  DirectRunner direct(*model, backend);
+  CountingRunner runner(direct);
+  auto cache = std::make_shared<LabelCache>(64);
+  ZeroShotClassifier classifier(runner, cache);
+  const auto content_free = static_cast<int64_t>(kContentFree.size());
+  ClassifyOptions calibrated;
+  calibrated.calibrate = true;
+
+  // First calibrated request: text + 2 labels + the content-free inputs, in one pass.
+  classifier.classify({"北京天气好"}, {"好", "天气"}, calibrated);
+  CHECK(runner.passes == 1);
+  CHECK(runner.sequences == 1 + 2 + content_free);
+  CHECK(cache->stats().misses == static_cast<uint64_t>(2 + content_free));
+  const std::string id = model_identity(*model, backend.name());
+  for (const auto& input : kContentFree)
+    CHECK(cache->contains(LabelCache::content_free_key(id, input)));
+
+  // The same request again: only the text.
+  classifier.classify({"北京天气好"}, {"好", "天气"}, calibrated);
+  CHECK(runner.passes == 2);
+  CHECK(runner.sequences == 1 + 2 + content_free + 1);
+
+  // Another label set: the text and the new label; the content-free inputs come from the cache.
+  classifier.classify({"我是中国人"}, {"好", "北京"}, calibrated);
+  CHECK(runner.sequences == 1 + 2 + content_free + 1 + 2);
+  CHECK(cache->stats().misses == static_cast<uint64_t>(2 + content_free + 1));
+
+  // Without calibration they are not even looked up: 2 label hits.
+  auto hits = cache->stats().hits;
+  classifier.classify({"我"}, {"好", "北京"});
+  CHECK(cache->stats().hits == hits + 2);
+
+  // An ensemble: every template x label once, in the request's one pass; then all cached.
+  ClassifyOptions ensemble;
+  ensemble.label_templates = {"{}", "是{}的", "{}。"};
+  const int64_t before = runner.sequences;
+  classifier.classify({"我"}, {"好", "北京"}, ensemble);
+  CHECK(runner.sequences == before + 1 + 3 * 2);
+  ensemble.calibrate = true;
+  hits = cache->stats().hits;
+  classifier.classify({"我"}, {"好", "北京"}, ensemble);
+  CHECK(runner.sequences == before + 1 + 3 * 2 + 1);
+  CHECK(cache->stats().hits == hits + 3 * 2 + static_cast<uint64_t>(content_free));
+}
+
+TEST_CASE("template ensembles: a label's embedding is the mean of its templates' unit vectors",
+          "[classify][ensemble]") {
+  const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-bert", "tiny-bert");
+  CpuRefBackend backend;
+  DirectRunner runner(*model, backend);
+  ZeroShotClassifier classifier(runner);
+  const std::vector<std::string> texts = {"北京天气好", "我是中国人"},
+                                 labels = {"好", "天气", "北京"};
+  const std::vector<std::string> templates = {"{}", "是{}的"};
+  ClassifyOptions options;
+  options.label_templates = templates;
+  options.calibrate = true;
+  const auto results = classifier.classify(texts, labels, options);
+
+  const auto embed_one = [&](const std::string& s) { return embed_texts(runner, {s})[0]; };
+  double largest_change = 0;
+  for (size_t l = 0; l < labels.size(); ++l) {
+    const auto a = unit(embed_one(apply_label_template(templates[0], labels[l])));
+    const auto b = unit(embed_one(apply_label_template(templates[1], labels[l])));
+    std::vector<float> centroid(a.size());
+    for (size_t i = 0; i < a.size(); ++i) centroid[i] = (a[i] + b[i]) / 2;
+    double content_free = 0;
+    for (const auto& input : kContentFree)
+      content_free +=
+          hand_cosine(embed_one(input), centroid) / static_cast<double>(kContentFree.size());
+    for (size_t t = 0; t < texts.size(); ++t) {
+      const auto text_vector = embed_one(texts[t]);
+      const LabelScore& s = find_label(results[t], labels[l]);
+      CHECK(s.cosine == Approx(hand_cosine(text_vector, centroid)).margin(1e-6));
+      CHECK(s.content_free == Approx(content_free).margin(1e-6));
+      largest_change = std::max(largest_change, std::abs(s.cosine - hand_cosine(text_vector, b)));
+    }
+  }
+  CHECK(largest_change > 1e-3);  // the first template counted
+
+  // A list of one template is that template.
+  ClassifyOptions one, list;
+  one.label_template = "是{}的";
+  list.label_templates = {"是{}的"};
+  CHECK(classifier.classify(texts, labels, one) == classifier.classify(texts, labels, list));
+  CHECK(classifier.templates(list) == std::vector<std::string>{"是{}的"});
+  CHECK(classifier.templates(one) == std::vector<std::string>{"是{}的"});
+  CHECK(classifier.templates({}) == std::vector<std::string>{kDefaultEmbeddingTemplate});
+}
+
+TEST_CASE("calibration and ensembles: bad template lists, and NLI models refuse them",
+          "[classify][calibrate][ensemble]") {
+  ClassifyOptions both, no_slot, twice, many;
+  both.label_template = "{}";
+  both.label_templates = {"{}"};
+  CHECK_THROWS_WITH(validate_classify_request({"a"}, "{}", both), Catch::Contains("not both"));
+  no_slot.label_templates = {"{}", "关于"};
+  CHECK_THROWS_WITH(validate_classify_request({"a"}, "{}", no_slot),
+                    Catch::Contains("template 1 '关于' has no {}"));
+  twice.label_templates = {"{}", "是{}", "{}"};
+  CHECK_THROWS_WITH(validate_classify_request({"a"}, "{}", twice),
+                    Catch::Contains("duplicate template '{}'"));
+  for (size_t i = 0; i <= kMaxLabelTemplates; ++i)
+    many.label_templates.push_back(std::to_string(i) + "{}");
+  CHECK_THROWS_WITH(validate_classify_request({"a"}, "{}", many),
+                    Catch::Contains("17 templates, at most 16"));
+  many.label_templates.pop_back();
+  CHECK_NOTHROW(validate_classify_request({"a"}, "{}", many));
+
+  const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-nli", "tiny-nli");
+  CpuRefBackend backend;
+  DirectRunner runner(*model, backend);
+  ZeroShotClassifier nli(runner);
+  ClassifyOptions calibrated, ensemble, single_list;
+  calibrated.calibrate = true;
+  ensemble.label_templates = {"{}", "是{}"};
+  single_list.label_templates = {"是{}"};
+  CHECK_THROWS_WITH(nli.classify({"x"}, {"a", "b"}, calibrated),
+                    Catch::Contains("calibration is for embedding mode"));
+  CHECK_THROWS_WITH(nli.validate({"a", "b"}, ensemble),
+                    Catch::Contains("a list of templates is for embedding mode"));
+  ClassifyOptions single;
+  single.label_template = "是{}";
+  CHECK(nli.classify({"x"}, {"a", "b"}, single_list) == nli.classify({"x"}, {"a", "b"}, single));
 }

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdio>
 
 #include "test_support.hpp"
@@ -137,6 +138,50 @@ TEST_CASE("tinybert classify and extract print JSON, and bad requests are one-li
   check_one_line_error(run(kCli + " extract --model " + uie + " --schema " + quote("[1]") + " x"), "schema");
   check_one_line_error(run(kCli + " extract --model " + uie + " --schema " + quote("[\"a\"") + " x"), "schema");
   check_one_line_error(run(kCli + " extract --model " + bert + " --schema " + quote("[\"a\"]") + " x"), "needs a uie model");
+}
+
+TEST_CASE("tinybert classify --calibrate and a repeated --template (an ensemble)",
+          "[cli][calibrate]") {
+  const std::string bert = convert_tiny("tiny-bert"), nli = convert_tiny("tiny-nli");
+  const std::string classify =
+      kCli + " classify --backend ref --model " + bert + " --labels 好,北京 ";
+  const Run single = run(classify + "--template " + quote("是{}的") + " 北京天气好");
+  const Run ensemble = run(classify + "--template " + quote("{}") + " --template " +
+                           quote("是{}的") + " --calibrate 北京天气好");
+  REQUIRE(single.exit_code == 0);
+  REQUIRE(ensemble.exit_code == 0);
+  const json s = json::parse(single.out), e = json::parse(ensemble.out);
+  CHECK(s["template"] == "是{}的");
+  CHECK(s["calibrate"] == false);
+  CHECK_FALSE(s["results"][0]["labels"][0].contains("content_free"));
+  CHECK(e["template"] == json{"{}", "是{}的"});
+  CHECK(e["calibrate"] == true);
+  const json& labels = e["results"][0]["labels"];
+  REQUIRE(labels.size() == 2);
+  // Both templates count: the ensemble's cosine for a label is not that of 是{}的 alone.
+  const json& single_labels = s["results"][0]["labels"];
+  const json& same =
+      single_labels[0]["label"] == labels[0]["label"] ? single_labels[0] : single_labels[1];
+  CHECK(std::abs(labels[0]["cosine"].get<double>() - same["cosine"].get<double>()) > 1e-4);
+  // Calibrated: the best label's score is sigmoid of the calibrated margin over T = 0.05.
+  const auto calibrated = [](const json& l) {
+    return l["cosine"].get<double>() - l["content_free"].get<double>();
+  };
+  CHECK(labels[0]["score"].get<double>() ==
+        Approx(1 / (1 + std::exp(-(calibrated(labels[0]) - calibrated(labels[1])) / 0.05)))
+            .margin(1e-4));
+  CHECK(calibrated(labels[0]) >= calibrated(labels[1]));
+
+  check_one_line_error(run(classify + "--template " + quote("{}") + " --template x a"),
+                       "template 1 'x' has no {}");
+  check_one_line_error(
+      run(classify + "--template " + quote("{}") + " --template " + quote("{}") + " a"),
+      "duplicate template");
+  check_one_line_error(run(kCli + " classify --model " + nli + " --labels a,b --calibrate a"),
+                       "calibration is for embedding mode");
+  check_one_line_error(run(kCli + " classify --model " + nli + " --labels a,b --template " +
+                           quote("{}") + " --template " + quote("是{}") + " a"),
+                       "a list of templates is for embedding mode");
 }
 
 TEST_CASE("the CLI backend option selects the reference or a oneDNN precision", "[cli][backend]") {

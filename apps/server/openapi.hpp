@@ -38,9 +38,25 @@ inline nlohmann::json openapi_document() {
       {"properties",
        {{"model", model_field},
         {"input", string_or_list},
-        {"labels", {{"type", "array"}, {"items", {{"type", "string"}, {"minLength", 1}}}, {"minItems", 1}}},
+        {"labels",
+         {{"type", "array"}, {"items", {{"type", "string"}, {"minLength", 1}}}, {"minItems", 1}}},
         {"multi_label", {{"type", "boolean"}, {"default", false}}},
-        {"template", {{"type", "string"}, {"description", "every {} is replaced by the label"}}},
+        {"template",
+         {{"oneOf",
+           {{{"type", "string"}},
+            {{"type", "array"},
+             {"items", {{"type", "string"}}},
+             {"minItems", 1},
+             {"maxItems", 16}}}},
+          {"description",
+           "every {} is replaced by the label; a list is a template ensemble (embedding mode): a "
+           "label's embedding is the mean of its templated texts' unit vectors"}}},
+        {"calibrate",
+         {{"type", "boolean"},
+          {"default", false},
+          {"description",
+           "embedding mode: subtract each label's mean cosine to content-free inputs (\"\", "
+           "\"N/A\", \"[MASK]\", \"无\"); the multi-label threshold then defaults to 0"}}},
         {"temperature", {{"type", "number"}, {"default", 0.05}}},
         {"threshold", {{"type", "number"}}}}}};
   schemas["ClassifyResponse"] = {
@@ -48,8 +64,11 @@ inline nlohmann::json openapi_document() {
       {"properties",
        {{"model", {{"type", "string"}}},
         {"mode", {{"type", "string"}, {"enum", {"embedding", "nli"}}}},
-        {"template", {{"type", "string"}}},
+        {"template",
+         {{"oneOf", {{{"type", "string"}}, {{"type", "array"}, {"items", {{"type", "string"}}}}}},
+          {"description", "the template used, or the request's list"}}},
         {"multi_label", {{"type", "boolean"}}},
+        {"calibrate", {{"type", "boolean"}}},
         {"latency_ms", latency},
         {"results",
          {{"type", "array"},
@@ -65,7 +84,12 @@ inline nlohmann::json openapi_document() {
                    {{"label", {{"type", "string"}}},
                     {"score", {{"type", "number"}}},
                     {"selected", {{"type", "boolean"}}},
-                    {"cosine", {{"type", "number"}}}}}}}}}}}}}}}}}};
+                    {"cosine", {{"type", "number"}}},
+                    {"content_free",
+                     {{"type", "number"},
+                      {"description",
+                       "calibrate: the label's mean cosine to the content-free inputs, "
+                       "subtracted from cosine"}}}}}}}}}}}}}}}}}};
   json attributed = {{"type", "object"},
                      {"properties", {{"token", {{"type", "string"}}}, {"token_index", {{"type", "integer"}}},
                                      {"weight", {{"type", "number"}}}}}};
@@ -117,16 +141,35 @@ inline nlohmann::json openapi_document() {
       {"properties",
        {{"model", model_field},
         {"input", string_or_list},
-        {"schema", {{"description", "PaddleNLP schema: a name, a list of names and objects, or an object name -> children"}}},
-        {"threshold", {{"type", "number"}, {"exclusiveMinimum", 0}, {"exclusiveMaximum", 1}}}}}};
+        {"schema",
+         {{"description", "PaddleNLP schema (a name, a list of names and objects, or an object name -> children) "
+                          "or SiameseUIE's nested object {name: null | {child: ...}}; keys keep their order"}}},
+        {"threshold",
+         {{"type", "number"},
+          {"description", "UIE: span probability in (0, 1); SiameseUIE: raw head / tail logit, default 0.5"}}},
+        {"format",
+         {{"type", "string"},
+          {"enum", {"uie", "modelscope"}},
+          {"description", "uie (default): {name: [spans]} per input; modelscope (SiameseUIE models): "
+                          "{\"output\": [[{type, span, offset}]]} per input"}}}}}};
+  // per input: {name: [spans]} ("uie"), or ModelScope's {"output": [[{type, span, offset}]]}
+  const json nested_spans = {{"type", "object"}, {"additionalProperties", {{"type", "array"}, {"items", span}}}};
+  const json chain_link = {{"type", "object"},
+                           {"properties",
+                            {{"type", {{"type", "string"}}},
+                             {"span", {{"type", "string"}}},
+                             {"offset", {{"type", "array"}, {"items", {{"type", "integer"}}}}}}}};
+  const json chain = {{"type", "array"}, {"items", chain_link}};
+  const json modelscope_output = {{"type", "object"},
+                                  {"required", {"output"}},
+                                  {"properties", {{"output", {{"type", "array"}, {"items", chain}}}}}};
   schemas["ExtractResponse"] = {
       {"type", "object"},
       {"properties",
        {{"model", {{"type", "string"}}},
         {"latency_ms", latency},
-        {"results",
-         {{"type", "array"},
-          {"items", {{"type", "object"}, {"additionalProperties", {{"type", "array"}, {"items", span}}}}}}}}}};
+        {"format", {{"type", "string"}, {"enum", {"uie", "modelscope"}}}},
+        {"results", {{"type", "array"}, {"items", {{"oneOf", {nested_spans, modelscope_output}}}}}}}}};
   schemas["EmbeddingsRequest"] = {{"type", "object"},
                                   {"required", {"input"}},
                                   {"additionalProperties", false},
@@ -173,7 +216,7 @@ inline nlohmann::json openapi_document() {
   json paths = {
       {"/v1/classify", post("Zero-shot classification into candidate labels", "ClassifyRequest", "ClassifyResponse")},
       {"/v1/fill-mask", post("Top-k tokens for every [MASK], with attention attribution", "FillMaskRequest", "FillMaskResponse")},
-      {"/v1/extract", post("UIE information extraction with a schema", "ExtractRequest", "ExtractResponse")},
+      {"/v1/extract", post("Information extraction with a schema (UIE or SiameseUIE)", "ExtractRequest", "ExtractResponse")},
       {"/v1/embeddings", post("Sentence embeddings", "EmbeddingsRequest", "EmbeddingsResponse")},
       {"/v1/models", get("Loaded models and the default model of each task", "application/json")},
       {"/health", get("Liveness and readiness (503 while draining)", "application/json")},

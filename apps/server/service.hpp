@@ -28,6 +28,7 @@ struct LoadedModel {
   std::unique_ptr<BatchingRunner> runner;
   std::unique_ptr<ZeroShotClassifier> classifier;  // encoder (embedding) or NLI models
   std::unique_ptr<Extractor> extractor;            // uie models, default options
+  std::unique_ptr<SiameseExtractor> siamese;       // siamese_uie models, default options
   std::vector<std::string> tasks;
   double load_ms = 0;
 };
@@ -37,7 +38,8 @@ inline std::vector<std::string> tasks_of(const Model& model) {
   switch (model.config().architecture) {
     case Architecture::encoder: return {"classify", "embeddings"};
     case Architecture::masked_lm: return {"fill-mask"};
-    case Architecture::uie: return {"extract"};
+    case Architecture::uie:
+    case Architecture::siamese_uie: return {"extract"};
     case Architecture::sequence_classification:
       if (find_entailment_index(model.config().labels) >= 0) return {"classify"};
       return {};
@@ -96,19 +98,37 @@ class Service {
   }
 
   json classify(const std::string& body) {
-    const RequestBody request(body, {"input", "labels", "multi_label", "template", "temperature", "threshold"},
-                              options_.limits);
+    const RequestBody request(
+        body,
+        {"input", "labels", "multi_label", "template", "temperature", "threshold", "calibrate"},
+        options_.limits);
     LoadedModel& m = model_for(request, "classify");
     const std::vector<std::string> texts = request.inputs();
     const std::vector<std::string> labels = request.string_list("labels", options_.limits.max_labels);
     ClassifyOptions o;
-    o.label_template = request.string("template");
+    // "template": one string, or a list of them (a template ensemble, echoed back as a list)
+    if (request.has("template") && request.raw()["template"].is_array())
+      o.label_templates = request.string_list("template", kMaxLabelTemplates);
+    else if (request.has("template") && !request.raw()["template"].is_string())
+      throw bad_request(std::string("'template' must be a string or a list of strings, found ") +
+                        request.raw()["template"].type_name());
+    else
+      o.label_template = request.string("template");
+    o.calibrate = request.boolean("calibrate").value_or(false);
     o.multi_label = request.boolean("multi_label").value_or(false);
     if (auto t = request.number("temperature", 1e-4, 100)) o.temperature = static_cast<float>(*t);
     if (auto t = request.number("threshold", -1, 1)) o.threshold = static_cast<float>(*t);
     o.max_labels = options_.limits.max_labels;
     const auto results = run_task([&] { return m.classifier->classify(texts, labels, o); });
-    return classify_response(m.name, *m.classifier, texts, results, o);
+    json response = classify_response(m.name, *m.classifier, texts, results, o);
+    // what classify_response does not show: an ensemble's templates, calibration
+    if (!o.label_templates.empty()) response["template"] = o.label_templates;
+    response["calibrate"] = o.calibrate;
+    if (o.calibrate)
+      for (size_t t = 0; t < results.size(); ++t)
+        for (size_t l = 0; l < results[t].labels.size(); ++l)
+          response["results"][t]["labels"][l]["content_free"] = results[t].labels[l].content_free;
+    return response;
   }
 
   json fill_mask(const std::string& body) {
@@ -124,7 +144,7 @@ class Service {
   }
 
   json extract(const std::string& body) {
-    const RequestBody request(body, {"input", "schema", "threshold"}, options_.limits);
+    const RequestBody request(body, {"input", "schema", "threshold", "format"}, options_.limits);
     LoadedModel& m = model_for(request, "extract");
     const std::vector<std::string> texts = request.inputs();
     if (!request.has("schema")) throw bad_request("missing field 'schema' (a name, a list or an object)");
@@ -132,11 +152,27 @@ class Service {
     limits.max_nodes = options_.limits.max_schema_names;
     const Schema schema = run_task([&] {
       try {
-        return parse_schema(request.raw()["schema"], limits);
+        return parse_schema(request.ordered("schema"), limits);
       } catch (const SchemaTooLarge& e) {
         throw too_large(e.what());
       }
     });
+    const ExtractFormat format = run_task([&] { return parse_extract_format(request.string("format").value_or("uie")); });
+    if (m.siamese) {
+      // SiameseUIE compares raw logits with its threshold (ModelScope's 0.5)
+      std::unique_ptr<SiameseExtractor> custom;
+      if (auto threshold = request.number("threshold", -1e4, 1e4)) {
+        SiameseOptions o;
+        o.threshold = static_cast<float>(*threshold);
+        custom = std::make_unique<SiameseExtractor>(*m.runner, o);
+      }
+      const SiameseExtractor& extractor = custom ? *custom : *m.siamese;
+      const auto results = run_task([&] { return extractor.run(texts, schema); });
+      return {{"model", m.name}, {"format", format == ExtractFormat::uie ? "uie" : "modelscope"},
+              {"results", to_json(results, format)}};
+    }
+    if (format != ExtractFormat::uie)
+      throw bad_request("'format': \"modelscope\" is for SiameseUIE models; model '" + m.name + "' is a UIE model");
     std::unique_ptr<Extractor> custom;
     if (auto threshold = request.number("threshold", 0, 1)) {
       if (*threshold <= 0 || *threshold >= 1) throw bad_request("'threshold' must be in (0, 1)");
@@ -146,7 +182,7 @@ class Service {
     }
     const Extractor& extractor = custom ? *custom : *m.extractor;
     const auto results = run_task([&] { return extractor.run(texts, schema); });
-    return {{"model", m.name}, {"results", to_json(results)}};
+    return {{"model", m.name}, {"format", "uie"}, {"results", to_json(results)}};
   }
 
   json embeddings(const std::string& body) {
@@ -228,6 +264,7 @@ class Service {
     if (a == Architecture::encoder || a == Architecture::sequence_classification)
       m->classifier = std::make_unique<ZeroShotClassifier>(*m->runner, label_cache_);
     if (a == Architecture::uie) m->extractor = std::make_unique<Extractor>(*m->runner);
+    if (a == Architecture::siamese_uie) m->siamese = std::make_unique<SiameseExtractor>(*m->runner);
     warm_up(*m);
     m->load_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - started).count();
     models_.push_back(std::move(m));
@@ -248,6 +285,7 @@ class Service {
         request.rows = {1};
         break;
       case Architecture::uie: request.head.kind = HeadKind::uie_spans; break;
+      case Architecture::siamese_uie: request.head.kind = HeadKind::siamese_text_states; break;
     }
     m.runner->run(std::move(request));
   }

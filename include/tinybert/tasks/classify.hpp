@@ -11,6 +11,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tinybert/runner.hpp"
@@ -18,16 +19,38 @@
 
 namespace tinybert {
 
-enum class ClassifyMode { embedding, nli };
+// nli: an NLI cross-encoder scored by HuggingFace's pipeline rules (entailment found by label
+// name). modelscope_nli: a ModelScope zero-shot checkpoint scored by ModelScope's pipeline
+// (entailment logit 0, contradiction logit 2 whatever the labels say; template "{}"; pairs
+// truncated longest-first).
+enum class ClassifyMode { embedding, nli, modelscope_nli };
 
-inline const char* classify_mode_name(ClassifyMode m) { return m == ClassifyMode::embedding ? "embedding" : "nli"; }
+inline const char* classify_mode_name(ClassifyMode m) {
+  switch (m) {
+    case ClassifyMode::embedding: return "embedding";
+    case ClassifyMode::nli: return "nli";
+    case ClassifyMode::modelscope_nli: return "modelscope-nli";
+  }
+  return "?";
+}
 
 // Defaults, chosen on FewCLUE TNEWS / EPRSTMT / ChnSentiCorp with bge-small-zh (bench/QUALITY.md).
 inline constexpr const char* kDefaultEmbeddingTemplate = "这是一条关于{}的新闻";
 inline constexpr const char* kDefaultNliTemplate = "这是一条关于{}的新闻。";
+inline constexpr const char* kModelScopeNliTemplate = "{}";  // ZeroShotClassificationPipeline's default
+inline constexpr int64_t kModelScopeEntailment = 0, kModelScopeContradiction = 2;
 inline constexpr float kDefaultTemperature = 0.05f;
 inline constexpr float kDefaultEmbeddingThreshold = 0.5f;  // cosine
 inline constexpr float kDefaultNliThreshold = 0.5f;        // entailment probability
+
+// Embedding mode, contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): texts with no
+// content. A label's mean cosine to them is the pull the label (and its template) has on any text,
+// whatever it says; calibration subtracts it. Zhao et al.'s three and the Chinese "none", averaged
+// so that no one input's quirks (its tokens, its sense) become the baseline; the four beat the
+// three on all three dev sets (bench/QUALITY.md).
+inline constexpr const char* kContentFreeInputs[] = {"", "N/A", "[MASK]", "无"};
+inline constexpr float kDefaultCalibratedThreshold = 0.0f;  // calibrated cosine, multi label
+inline constexpr size_t kMaxLabelTemplates = 16;            // templates in one ensemble
 
 struct ClassifyOptions {
   // Turns a label into the text that is embedded (embedding mode) or the hypothesis (NLI mode);
@@ -43,13 +66,22 @@ struct ClassifyOptions {
   // entailment probability >= threshold. Default: kDefaultEmbeddingThreshold / kDefaultNliThreshold.
   std::optional<float> threshold;
   size_t max_labels = 128;  // a request makes texts x labels sequences in NLI mode
+  // Embedding mode: a template ensemble, used instead of label_template when not empty (set one
+  // or the other). A label's embedding is the mean of its templated texts' unit vectors.
+  std::vector<std::string> label_templates;
+  // Embedding mode: contextual calibration. Each label's cosine minus its mean cosine to
+  // kContentFreeInputs; the scores, and the multi-label threshold (default
+  // kDefaultCalibratedThreshold), then apply to that calibrated cosine. The content-free inputs are
+  // embedded once per model and backend and kept in the label cache.
+  bool calibrate = false;
 };
 
 struct LabelScore {
   std::string label;
   float score = 0;
   bool selected = false;
-  float cosine = 0;           // embedding mode: cosine(text, templated label)
+  float cosine = 0;           // embedding mode: cosine(text, templated label or template centroid)
+  float content_free = 0;     // calibrate: the label's mean cosine to the content-free inputs
   std::vector<float> logits;  // NLI mode: the pair's class logits, in the model's label order
   friend bool operator==(const LabelScore&, const LabelScore&) = default;
 };
@@ -89,6 +121,21 @@ inline void validate_classify_request(const std::vector<std::string>& labels, co
   }
   if (label_template.find("{}") == std::string::npos)
     throw Error("classify: template '" + label_template + "' has no {} for the label");
+  if (!options.label_templates.empty()) {
+    if (options.label_template)
+      throw Error("classify: give one template or a list of templates, not both");
+    if (options.label_templates.size() > kMaxLabelTemplates)
+      throw Error("classify: " + std::to_string(options.label_templates.size()) +
+                  " templates, at most " + std::to_string(kMaxLabelTemplates) + " allowed");
+    std::set<std::string> seen_templates;
+    for (size_t i = 0; i < options.label_templates.size(); ++i) {
+      const std::string& t = options.label_templates[i];
+      if (t.find("{}") == std::string::npos)
+        throw Error("classify: template " + std::to_string(i) + " '" + t +
+                    "' has no {} for the label");
+      if (!seen_templates.insert(t).second) throw Error("classify: duplicate template '" + t + "'");
+    }
+  }
   if (!(options.temperature > 0.0f) || !std::isfinite(options.temperature))
     throw Error("classify: temperature must be a positive number, got " + std::to_string(options.temperature));
   if (options.threshold && !std::isfinite(*options.threshold)) throw Error("classify: threshold must be finite");
@@ -117,6 +164,23 @@ inline std::vector<float> embedding_scores(std::span<const float> cosines, bool 
   return scores;
 }
 
+// A label list written as one string, as ModelScope's pipeline takes it (and the CLI's --labels):
+// "，" counts as ",", items are stripped of spaces, empty items dropped.
+inline std::vector<std::string> parse_label_list(std::string_view list) {
+  std::string text(list);
+  for (size_t at; (at = text.find("，")) != std::string::npos;) text.replace(at, 3, ",");
+  std::vector<std::string> labels;
+  size_t from = 0;
+  while (from <= text.size()) {
+    const size_t comma = std::min(text.find(',', from), text.size());
+    std::string item = text.substr(from, comma - from);
+    const size_t first = item.find_first_not_of(" \t\r\n"), last = item.find_last_not_of(" \t\r\n");
+    if (first != std::string::npos) labels.push_back(item.substr(first, last - first + 1));
+    from = comma + 1;
+  }
+  return labels;
+}
+
 // HF's entailment_id: the first label that starts with "entail" in any case; -1 if none.
 inline int64_t find_entailment_index(const std::vector<std::string>& labels) {
   for (size_t i = 0; i < labels.size(); ++i) {
@@ -127,22 +191,38 @@ inline int64_t find_entailment_index(const std::vector<std::string>& labels) {
   return -1;
 }
 
-// NLI mode, one text: logits [labels, classes] -> scores [labels], as HF's
-// ZeroShotClassificationPipeline.postprocess: single label (and more than one label) = softmax over
-// labels of the entailment logits; otherwise softmax([contradiction, entailment]) per label, with
-// contradiction = the last class when entailment is class 0, else class 0.
+// NLI mode, one text: logits [labels, classes] -> scores [labels]. HF's and ModelScope's
+// ZeroShotClassificationPipeline agree on the rule: single label (and more than one label) =
+// softmax over labels of the entailment logits; otherwise softmax([contradiction, entailment])
+// = sigmoid(entailment - contradiction) per label. They differ in which logits those are: HF
+// takes contradiction = the last class when entailment is class 0, else class 0 (pass -1);
+// ModelScope fixes entailment 0 and contradiction 2.
 inline std::vector<float> nli_scores(std::span<const float> logits, int64_t num_labels, int64_t num_classes,
-                                     int64_t entailment, bool multi_label) {
+                                     int64_t entailment, bool multi_label, int64_t contradiction = -1) {
   std::vector<float> entail(static_cast<size_t>(num_labels));
   for (int64_t l = 0; l < num_labels; ++l) entail[l] = logits[l * num_classes + entailment];
   if (!multi_label && num_labels > 1) return softmax(entail);
-  const int64_t contradiction = entailment == 0 ? num_classes - 1 : 0;
+  if (contradiction < 0) contradiction = entailment == 0 ? num_classes - 1 : 0;
   std::vector<float> scores(static_cast<size_t>(num_labels));
   for (int64_t l = 0; l < num_labels; ++l) {
     const float pair[2] = {logits[l * num_classes + contradiction], entail[l]};
     scores[l] = softmax(pair)[1];
   }
   return scores;
+}
+
+// The mean of the unit vectors vectors[first], vectors[first + stride], ... (count of them).
+inline std::vector<float> mean_direction(const std::vector<std::vector<float>>& vectors,
+                                         size_t first, size_t stride, size_t count) {
+  std::vector<double> sum(vectors[first].size(), 0.0);
+  for (size_t i = 0; i < count; ++i) {
+    const std::vector<float>& v = vectors[first + i * stride];
+    double norm = 0;
+    for (float x : v) norm += double(x) * x;
+    const double scale = norm > 0 ? 1.0 / (std::sqrt(norm) * static_cast<double>(count)) : 0.0;
+    for (size_t d = 0; d < v.size(); ++d) sum[d] += v[d] * scale;
+  }
+  return std::vector<float>(sum.begin(), sum.end());
 }
 
 inline double cosine_similarity(std::span<const float> a, std::span<const float> b) {
@@ -169,27 +249,45 @@ class ZeroShotClassifier {
         model_(runner.model()),
         mode_(mode_for(model_)),
         cache_(cache ? std::move(cache) : std::make_shared<LabelCache>()),
-        entailment_(find_entailment_index(model_.config().labels)) {}
+        entailment_(mode_ == ClassifyMode::modelscope_nli ? kModelScopeEntailment
+                                                           : find_entailment_index(model_.config().labels)) {}
 
   ClassifyMode mode() const { return mode_; }
   const std::string& default_template() const { return default_template_for(mode_); }
   LabelCacheStats cache_stats() const { return cache_->stats(); }
   LabelCache& cache() { return *cache_; }
 
-  // All work of one request is ONE forward pass (one runner.run): texts + uncached labels
-  // (embedding mode), or texts x labels (text, hypothesis) pairs (NLI mode).
-  std::vector<ClassifyResult> classify(const std::vector<std::string>& texts, const std::vector<std::string>& labels,
+  // The templates a request uses: its list (an ensemble), else its template, else the default.
+  std::vector<std::string> templates(const ClassifyOptions& options) const {
+    if (!options.label_templates.empty()) return options.label_templates;
+    return {options.label_template.value_or(default_template())};
+  }
+
+  // What classify() checks before any work: labels, templates, options, and what the mode allows.
+  void validate(const std::vector<std::string>& labels, const ClassifyOptions& options) const {
+    validate_classify_request(labels, options.label_template.value_or(default_template()), options);
+    if (mode_ != ClassifyMode::embedding && (options.calibrate || options.label_templates.size() > 1))
+      throw Error(std::string("classify: ") +
+                  (options.calibrate ? "calibration" : "a list of templates") +
+                  " is for embedding mode; model '" + model_.config().name + "' is an NLI model");
+  }
+
+  // All work of one request is ONE forward pass (one runner.run): texts + uncached labels and
+  // content-free inputs (embedding mode), or texts x labels (text, hypothesis) pairs (NLI mode).
+  std::vector<ClassifyResult> classify(const std::vector<std::string>& texts,
+                                       const std::vector<std::string>& labels,
                                        const ClassifyOptions& options = {}) {
-    const std::string label_template = options.label_template.value_or(default_template());
-    validate_classify_request(labels, label_template, options);
+    validate(labels, options);
     if (texts.empty()) return {};
-    return mode_ == ClassifyMode::embedding ? classify_embedding(texts, labels, label_template, options)
-                                            : classify_nli(texts, labels, label_template, options);
+    return mode_ == ClassifyMode::embedding
+               ? classify_embedding(texts, labels, templates(options), options)
+               : classify_nli(texts, labels, templates(options).front(), options);
   }
 
   static ClassifyMode mode_for(const Model& model) {
     const ModelConfig& c = model.config();
     if (c.architecture == Architecture::encoder) return ClassifyMode::embedding;
+    if (c.architecture == Architecture::sequence_classification && c.modelscope_nli) return ClassifyMode::modelscope_nli;
     if (c.architecture == Architecture::sequence_classification) {
       if (find_entailment_index(c.labels) < 0) {
         std::string names;
@@ -216,8 +314,14 @@ class ZeroShotClassifier {
 
  private:
   static const std::string& default_template_for(ClassifyMode mode) {
-    static const std::string embedding = kDefaultEmbeddingTemplate, nli = kDefaultNliTemplate;
-    return mode == ClassifyMode::embedding ? embedding : nli;
+    static const std::string embedding = kDefaultEmbeddingTemplate, nli = kDefaultNliTemplate,
+                             modelscope = kModelScopeNliTemplate;
+    switch (mode) {
+      case ClassifyMode::embedding: return embedding;
+      case ClassifyMode::nli: return nli;
+      case ClassifyMode::modelscope_nli: return modelscope;
+    }
+    return nli;
   }
 
   static ClassifyResult sorted_result(const std::vector<std::string>& labels, std::vector<LabelScore> scored,
@@ -230,7 +334,7 @@ class ZeroShotClassifier {
 
   std::vector<ClassifyResult> classify_embedding(const std::vector<std::string>& texts,
                                                  const std::vector<std::string>& labels,
-                                                 const std::string& label_template,
+                                                 const std::vector<std::string>& templates,
                                                  const ClassifyOptions& options) const {
     const Tokenizer& tokenizer = model_.tokenizer();
     const auto max_length = static_cast<size_t>(model_.max_length());
@@ -240,41 +344,81 @@ class ZeroShotClassifier {
       const Encoding e = tokenizer.encode(text, max_length);
       request.batch.add(e.ids, e.type_ids);
     }
-    std::vector<std::vector<float>> label_vectors(labels.size());
-    std::vector<size_t> uncached;
-    std::vector<std::string> keys;
+    // Cached or computed with the texts: every template x label (template-major), then, when
+    // calibrating, the content-free inputs.
+    std::vector<std::string> sequences, keys;
     // per call: a FallbackRunner's backend changes when the GPU fails
     const std::string model_id = model_identity(model_, runner_.backend_name());
-    for (size_t l = 0; l < labels.size(); ++l) {
-      keys.push_back(LabelCache::key(model_id, label_template, labels[l]));
-      if (auto hit = cache_->get(keys.back())) {
-        label_vectors[l] = std::move(*hit);
+    for (const auto& label_template : templates)
+      for (const auto& label : labels) {
+        sequences.push_back(apply_label_template(label_template, label));
+        keys.push_back(LabelCache::key(model_id, label_template, label));
+      }
+    if (options.calibrate)
+      for (const char* input : kContentFreeInputs) {
+        sequences.emplace_back(input);
+        keys.push_back(LabelCache::content_free_key(model_id, input));
+      }
+    std::vector<std::vector<float>> vectors(keys.size());
+    std::vector<size_t> uncached;
+    for (size_t k = 0; k < keys.size(); ++k) {
+      if (auto hit = cache_->get(keys[k])) {
+        vectors[k] = std::move(*hit);
       } else {
-        const Encoding e = tokenizer.encode(apply_label_template(label_template, labels[l]), max_length);
+        const Encoding e = tokenizer.encode(sequences[k], max_length);
         request.batch.add(e.ids, e.type_ids);
-        uncached.push_back(l);
+        uncached.push_back(k);
       }
     }
     const std::vector<float> pooled = runner_.run(std::move(request)).values;
     const auto hidden = static_cast<size_t>(model_.config().hidden_size);
     for (size_t u = 0; u < uncached.size(); ++u) {
       const size_t row = texts.size() + u;
-      label_vectors[uncached[u]].assign(pooled.begin() + row * hidden, pooled.begin() + (row + 1) * hidden);
-      cache_->put(keys[uncached[u]], label_vectors[uncached[u]]);
+      vectors[uncached[u]].assign(pooled.begin() + row * hidden,
+                                  pooled.begin() + (row + 1) * hidden);
+      cache_->put(keys[uncached[u]], vectors[uncached[u]]);
     }
-    const float threshold = options.threshold.value_or(kDefaultEmbeddingThreshold);
+    // A label's embedding: its templated text's; with several templates, the mean of their unit
+    // vectors. That centroid scores like the mean cosine (bench/QUALITY.md) and keeps cosines and
+    // thresholds on one scale however many templates there are.
+    const size_t num_labels = labels.size();
+    std::vector<std::vector<float>> label_vectors(vectors.begin(), vectors.begin() + num_labels);
+    if (templates.size() > 1)
+      for (size_t l = 0; l < num_labels; ++l)
+        label_vectors[l] = mean_direction(vectors, l, num_labels, templates.size());
+    const auto label_cosines = [&](std::span<const float> v) {
+      std::vector<float> cosines(num_labels);
+      for (size_t l = 0; l < num_labels; ++l)
+        cosines[l] = static_cast<float>(cosine_similarity(v, label_vectors[l]));
+      return cosines;
+    };
+    std::vector<float> content_free(num_labels, 0.0f);
+    if (options.calibrate) {
+      const size_t first = templates.size() * num_labels, count = vectors.size() - first;
+      std::vector<double> sum(num_labels, 0.0);
+      for (size_t k = first; k < vectors.size(); ++k) {
+        const std::vector<float> cosines = label_cosines(vectors[k]);
+        for (size_t l = 0; l < num_labels; ++l) sum[l] += cosines[l];
+      }
+      for (size_t l = 0; l < num_labels; ++l)
+        content_free[l] = static_cast<float>(sum[l] / static_cast<double>(count));
+    }
+    const float threshold = options.threshold.value_or(
+        options.calibrate ? kDefaultCalibratedThreshold : kDefaultEmbeddingThreshold);
     std::vector<ClassifyResult> results;
     for (size_t t = 0; t < texts.size(); ++t) {
-      const std::span<const float> text_vector(pooled.data() + t * hidden, hidden);
-      std::vector<float> cosines(labels.size());
-      for (size_t l = 0; l < labels.size(); ++l)
-        cosines[l] = static_cast<float>(cosine_similarity(text_vector, label_vectors[l]));
-      const std::vector<float> scores = embedding_scores(cosines, options.multi_label, options.temperature, threshold);
-      std::vector<LabelScore> scored(labels.size());
-      for (size_t l = 0; l < labels.size(); ++l) {
+      const std::vector<float> cosines =
+          label_cosines(std::span<const float>(pooled.data() + t * hidden, hidden));
+      std::vector<float> calibrated(num_labels);
+      for (size_t l = 0; l < num_labels; ++l) calibrated[l] = cosines[l] - content_free[l];
+      const std::vector<float> scores =
+          embedding_scores(calibrated, options.multi_label, options.temperature, threshold);
+      std::vector<LabelScore> scored(num_labels);
+      for (size_t l = 0; l < num_labels; ++l) {
         scored[l].score = scores[l];
         scored[l].cosine = cosines[l];
-        scored[l].selected = options.multi_label && cosines[l] >= threshold;
+        scored[l].content_free = content_free[l];
+        scored[l].selected = options.multi_label && calibrated[l] >= threshold;
       }
       results.push_back(sorted_result(labels, std::move(scored), options.multi_label));
     }
@@ -291,8 +435,11 @@ class ZeroShotClassifier {
     request.head.kind = HeadKind::classifier_logits;
     for (const auto& text : texts) {
       for (const auto& hypothesis : hypotheses) {
-        // HF truncates only the text: the hypothesis carries the label.
-        const Encoding e = tokenizer.encode_pair(text, hypothesis, max_length, Truncation::only_first);
+        // HF truncates only the text: the hypothesis carries the label. ModelScope asks for that
+        // too, but its tokenizer wrapper drops the argument: longest-first (tools/modelscope/NOTES.md).
+        const Encoding e = tokenizer.encode_pair(text, hypothesis, max_length,
+                                                 mode_ == ClassifyMode::modelscope_nli ? Truncation::longest_first
+                                                                                      : Truncation::only_first);
         request.batch.add(e.ids, e.type_ids);
       }
     }
@@ -304,7 +451,9 @@ class ZeroShotClassifier {
     for (size_t t = 0; t < texts.size(); ++t) {
       const std::span<const float> text_logits(logits.data() + t * num_labels * num_classes,
                                                static_cast<size_t>(num_labels * num_classes));
-      const std::vector<float> scores = nli_scores(text_logits, num_labels, num_classes, entailment_, options.multi_label);
+      const std::vector<float> scores =
+          nli_scores(text_logits, num_labels, num_classes, entailment_, options.multi_label,
+                     mode_ == ClassifyMode::modelscope_nli ? kModelScopeContradiction : -1);
       std::vector<LabelScore> scored(labels.size());
       for (int64_t l = 0; l < num_labels; ++l) {
         scored[l].score = scores[l];

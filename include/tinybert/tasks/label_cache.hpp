@@ -1,4 +1,5 @@
-// LabelCache: a thread-safe LRU cache of label embeddings for zero-shot classification.
+// LabelCache: a thread-safe LRU cache of label embeddings (and the content-free inputs'
+// embeddings that calibration subtracts) for zero-shot classification.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +45,19 @@ class LabelCache {
   static std::string key(std::string_view model_id, std::string_view label_template, std::string_view label) {
     std::string k;
     for (std::string_view part : {model_id, label_template, label}) {
+      k += std::to_string(part.size());
+      k += ':';
+      k += part;
+    }
+    return k;
+  }
+
+  // A content-free input's embedding (contextual calibration). It depends on the model and
+  // backend only, not on labels or templates; the leading letter keeps it apart from every
+  // label key, which starts with a digit (a length).
+  static std::string content_free_key(std::string_view model_id, std::string_view text) {
+    std::string k = "content-free|";
+    for (std::string_view part : {model_id, text}) {
       k += std::to_string(part.size());
       k += ':';
       k += part;
