@@ -12,19 +12,6 @@ namespace tinybert::cli {
 
 namespace {
 
-std::vector<std::string> split_labels(const std::string& list) {
-  std::vector<std::string> labels;
-  size_t from = 0;
-  while (true) {
-    const size_t comma = list.find(',', from);
-    labels.push_back(
-        list.substr(from, comma == std::string::npos ? std::string::npos : comma - from));
-    if (comma == std::string::npos) break;
-    from = comma + 1;
-  }
-  return labels;
-}
-
 std::vector<std::string> read_label_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error("cannot open --labels-file " + path);
@@ -60,7 +47,8 @@ int cmd_classify(const std::vector<std::string>& raw) {
   const Args args = parse_args(raw, with_value, {"--multi-label", "--calibrate"});
   if (!args.has("--model")) throw Error("classify needs --model M.tbw");
   std::vector<std::string> labels;
-  if (args.has("--labels")) labels = split_labels(args.value("--labels"));
+  // split on "," and "，", items stripped, empty items dropped (as ModelScope's pipeline does)
+  if (args.has("--labels")) labels = parse_label_list(args.value("--labels"));
   if (args.has("--labels-file")) {
     const auto more = read_label_file(args.value("--labels-file"));
     labels.insert(labels.end(), more.begin(), more.end());
@@ -88,15 +76,7 @@ int cmd_classify(const std::vector<std::string>& raw) {
   classifier.validate(labels, options);
   const auto texts = input_texts(args);
   const auto results = classifier.classify(texts, labels, options);
-  json response = classify_response(model.config().name, classifier, texts, results, options);
-  // what classify_response does not show: an ensemble's templates, calibration
-  if (!options.label_templates.empty()) response["template"] = options.label_templates;
-  response["calibrate"] = options.calibrate;
-  if (options.calibrate)
-    for (size_t t = 0; t < results.size(); ++t)
-      for (size_t l = 0; l < results[t].labels.size(); ++l)
-        response["results"][t]["labels"][l]["content_free"] = results[t].labels[l].content_free;
-  std::cout << response.dump() << "\n";
+  std::cout << classify_response(model.config().name, classifier, texts, results, options).dump() << "\n";
   return 0;
 }
 

@@ -27,8 +27,10 @@ the CPU when no GPU works).
              [--pair TEXT_B] [--max-length N] [--truncation longest_first|only_first|only_second]
   embed      --model M.tbw [--pooling cls|mean] [--normalize|--no-normalize]
   fill-mask  --model M.tbw [--top-k K] [--joint] [--attribution N] [--max-masks N]
-  classify   --model M.tbw --labels A,B,... | --labels-file F [--template T] [--multi-label]
-             [--temperature X] [--threshold X] [--max-labels N]
+  classify   --model M.tbw --labels A,B,... | --labels-file F [--template T]... [--multi-label]
+             [--calibrate] [--temperature X] [--threshold X] [--max-labels N]
+             (--labels splits on "," and "，"; --template repeated: an ensemble; --calibrate:
+             contextual calibration, embedding mode)
   extract    --model M.tbw --schema JSON | --schema-file F [--threshold X] [--max-seq-len N]
              [--overlap N] [--english] [--format uie|modelscope]
              (UIE or SiameseUIE models; --format modelscope: SiameseUIE's {"output": [...]})

@@ -808,22 +808,22 @@ std::vector<Entry> cpu_backends() {
 std::vector<Entry> cuda_backends() {
   struct Variant {
     const char* backend;
-    CudaPrecision precision;
+    Precision precision;
     CudaAttentionKernel attention = CudaAttentionKernel::automatic;
     bool exact_gelu = false;
   };
   const std::vector<Variant> variants = {
-      {"cuda", CudaPrecision::f16},
-      {"cuda", CudaPrecision::bf16},
-      {"cuda", CudaPrecision::int8},
+      {"cuda", Precision::f16},
+      {"cuda", Precision::bf16},
+      {"cuda", Precision::int8},
       // both attention kernels on their own (automatic picks tensor cores for head_dim 64, 128)
-      {"cuda attention=simple", CudaPrecision::f16, CudaAttentionKernel::simple},
-      {"cuda attention=simple", CudaPrecision::bf16, CudaAttentionKernel::simple},
-      {"cuda attention=tensor-core", CudaPrecision::f16, CudaAttentionKernel::tensor_core},
-      {"cuda attention=tensor-core", CudaPrecision::bf16, CudaAttentionKernel::tensor_core},
+      {"cuda attention=simple", Precision::f16, CudaAttentionKernel::simple},
+      {"cuda attention=simple", Precision::bf16, CudaAttentionKernel::simple},
+      {"cuda attention=tensor-core", Precision::f16, CudaAttentionKernel::tensor_core},
+      {"cuda attention=tensor-core", Precision::bf16, CudaAttentionKernel::tensor_core},
       // our erf GELU kernel after the bias epilogue instead of cuBLASLt's fused tanh form
-      {"cuda exact-gelu", CudaPrecision::f16, CudaAttentionKernel::automatic, true},
-      {"cuda exact-gelu", CudaPrecision::bf16, CudaAttentionKernel::automatic, true},
+      {"cuda exact-gelu", Precision::f16, CudaAttentionKernel::automatic, true},
+      {"cuda exact-gelu", Precision::bf16, CudaAttentionKernel::automatic, true},
   };
   std::vector<Entry> entries;
   for (const Variant& v : variants) {
@@ -832,13 +832,13 @@ std::vector<Entry> cuda_backends() {
     options.attention = v.attention;
     options.exact_gelu = v.exact_gelu;
     options.poison_allocations = true;
-    const bool bf16 = v.precision == CudaPrecision::bf16;
+    const bool bf16 = v.precision == Precision::bf16;
     entries.push_back({.backend = v.backend,
-                       .dtype = cuda_precision_name(v.precision),
+                       .dtype = precision_name(v.precision),
                        .held = bf16 ? Held::bf16 : Held::f16,  // int8 mode holds f16 activations
                        .reference = Reference::cpu_ref,
                        .bounds = bf16                                 ? &kCudaBf16
-                                 : v.precision == CudaPrecision::int8 ? &kCudaInt8
+                                 : v.precision == Precision::int8 ? &kCudaInt8
                                                                       : &kCudaF16,
                        .runner = std::make_unique<BackendRunner<CudaBackend>>(options),
                        .tanh_gelu = !v.exact_gelu,
@@ -1314,17 +1314,17 @@ TEST_CASE("backend_ops on CUDA: linear kinds and input checks", "[ops][cuda]") {
                      store(random_normal(out, rng), {out}, DType::f32));
   };
   using Kind = CudaBackend::Linear::Kind;
-  for (const CudaPrecision precision :
-       {CudaPrecision::f16, CudaPrecision::bf16, CudaPrecision::int8}) {
+  for (const Precision precision :
+       {Precision::f16, Precision::bf16, Precision::int8}) {
     CudaOptions options;
     options.precision = precision;
     options.poison_allocations = true;
     CudaBackend gpu(options);
-    INFO(cuda_precision_name(precision));
+    INFO(precision_name(precision));
     const auto [big_weight, big_bias] = linear_weights(96, 200);
     const auto [odd_weight, odd_bias] = linear_weights(90, 130);
     const auto [small_weight, small_bias] = linear_weights(200, 3);
-    const bool int8 = precision == CudaPrecision::int8;
+    const bool int8 = precision == Precision::int8;
     CHECK(gpu.prepare(LinearWeights{big_weight.weight, big_bias.weight}).kind ==
           (int8 ? Kind::gemm_int8 : Kind::gemm16));
     CHECK(gpu.prepare(LinearWeights{odd_weight.weight, odd_bias.weight}).kind == Kind::gemm16);

@@ -226,3 +226,24 @@ TEST_CASE("tinybert extract on a SiameseUIE model, --format modelscope", "[cli][
   check_one_line_error(run(kCli + " extract --model " + uie + " --schema '\"天\"' --format modelscope 天气"),
                        "--format modelscope is for SiameseUIE models");
 }
+
+TEST_CASE("tinybert classify on a ModelScope zero-shot model: --labels split on , and ，", "[cli][modelscope]") {
+  const auto folder = tinybert::test::test_data_dir() / "modelscope";
+  const auto model = tinybert::test::scratch_dir("cli") / "ms-zero-shot-classify.tbw";
+  REQUIRE(run(kConvert + " " + (folder / "structbert-zero-shot").string() + " " + model.string()).exit_code == 0);
+  const json golden = tinybert::test::read_json(folder / "structbert-zero-shot/golden.json");
+  const json& c = golden["cases"][2];  // "文化， 体育，军事,科技,,汽车 " with the template 这篇文章的标题是{}
+  const Run r = run(kCli + " classify --backend ref --model " + model.string() + " --labels " +
+                    quote(c["candidate_labels"].get<std::string>()) + " --template " +
+                    quote(c["hypothesis_template"].get<std::string>()) + " " + quote(c["text"].get<std::string>()));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const json out = json::parse(r.out);
+  CHECK(out["mode"] == "modelscope-nli");
+  const json& labels = out["results"][0]["labels"];
+  REQUIRE(labels.size() == 5);
+  for (size_t l = 0; l < 5; ++l) {
+    CHECK(labels[l]["label"] == c["output"]["labels"][l]);
+    CHECK(std::abs(labels[l]["score"].get<double>() - c["output"]["scores"][l].get<double>()) < 1e-5);
+  }
+}

@@ -329,3 +329,13 @@ TEST_CASE("the label cache keys on the backend", "[onednn][classify]") {
   on_ref.classify({"明天的比赛"}, labels, {});
   CHECK(cache->stats().hits >= 2);
 }
+
+TEST_CASE("the oneDNN backend refuses f16, a CUDA precision", "[onednn]") {
+  CHECK_THROWS_WITH(OneDnnBackend(Precision::f16), Catch::Contains("not f16"));
+  const auto model = test::convert_model(test::test_data_dir() / "tiny/tiny-bert", "tiny-bert-precisions");
+  CHECK_THROWS_WITH(make_runner(*model, "f16"), Catch::Contains("not f16"));
+  CHECK_THROWS_WITH(make_runner(*model, "fp8"), Catch::Contains("unknown precision 'fp8'"));
+#ifdef TINYBERT_HAVE_CUDA
+  CHECK_THROWS_WITH(make_runner(*model, "cuda-f32"), Catch::Contains("computes in f16, bf16 or int8"));
+#endif
+}

@@ -104,7 +104,14 @@ class Service {
         options_.limits);
     LoadedModel& m = model_for(request, "classify");
     const std::vector<std::string> texts = request.inputs();
-    const std::vector<std::string> labels = request.string_list("labels", options_.limits.max_labels);
+    // a list, or one string split on "," and "，" as ModelScope's pipeline takes it
+    const std::vector<std::string> labels =
+        request.has("labels") && request.raw()["labels"].is_string()
+            ? parse_label_list(*request.string("labels"))
+            : request.string_list("labels", options_.limits.max_labels);
+    if (labels.size() > options_.limits.max_labels)
+      throw too_large("'labels' has " + std::to_string(labels.size()) + " items, the limit is " +
+                      std::to_string(options_.limits.max_labels));
     ClassifyOptions o;
     // "template": one string, or a list of them (a template ensemble, echoed back as a list)
     if (request.has("template") && request.raw()["template"].is_array())
@@ -120,15 +127,7 @@ class Service {
     if (auto t = request.number("threshold", -1, 1)) o.threshold = static_cast<float>(*t);
     o.max_labels = options_.limits.max_labels;
     const auto results = run_task([&] { return m.classifier->classify(texts, labels, o); });
-    json response = classify_response(m.name, *m.classifier, texts, results, o);
-    // what classify_response does not show: an ensemble's templates, calibration
-    if (!o.label_templates.empty()) response["template"] = o.label_templates;
-    response["calibrate"] = o.calibrate;
-    if (o.calibrate)
-      for (size_t t = 0; t < results.size(); ++t)
-        for (size_t l = 0; l < results[t].labels.size(); ++l)
-          response["results"][t]["labels"][l]["content_free"] = results[t].labels[l].content_free;
-    return response;
+    return classify_response(m.name, *m.classifier, texts, results, o);
   }
 
   json fill_mask(const std::string& body) {

@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
       throw Error("usage: bench_gpu --model M.tbw --precision f16|bf16|int8 [--label NAME]");
     if (auto reason = cuda_unavailable_reason()) throw Error(*reason);
     CudaOptions options;
-    options.precision = parse_cuda_precision(precision_arg);
-    const char* dtype = cuda_precision_name(options.precision);
+    options.precision = parse_precision(precision_arg);
+    const char* dtype = precision_name(options.precision);
 
     const auto t_load = Clock::now();
     const Model model(model_path);

@@ -362,7 +362,9 @@ CudaBackend::CudaBackend(CudaOptions options) : impl_(std::make_unique<Impl>()) 
   Impl& s = *impl_;
   s.options = options;
   s.counter->limit = options.memory_limit_bytes;
-  s.activation = options.precision == CudaPrecision::bf16 ? Element::bf16 : Element::f16;
+  if (options.precision == Precision::f32)
+    throw Error("the CUDA backend computes in f16, bf16 or int8, not f32 (f32 is a CPU precision)");
+  s.activation = options.precision == Precision::bf16 ? Element::bf16 : Element::f16;
   if (auto reason = cuda_unavailable_reason(options.device)) throw CudaError(*reason);
   s.enter();
   cudaDeviceProp prop{};
@@ -385,7 +387,7 @@ const CudaOptions& CudaBackend::options() const { return impl_->options; }
 CudaBackend::Element CudaBackend::activation_element() const { return impl_->activation; }
 std::string CudaBackend::device_name() const { return impl_->device_name; }
 std::string CudaBackend::name() const {
-  return std::string("cuda-") + cuda_precision_name(impl_->options.precision);
+  return std::string("cuda-") + precision_name(impl_->options.precision);
 }
 void* CudaBackend::native_stream() const { return impl_->stream; }
 
@@ -406,7 +408,7 @@ CudaBackend::Linear CudaBackend::prepare(const LinearWeights& w) {
     l.kind = Linear::Kind::small_f32;
     l.weight = s.upload_f32(dequantize(w.weight), what);
     l.bias = s.upload_f32(bias, what);
-  } else if (s.options.precision == CudaPrecision::int8 && l.in % 4 == 0 && l.out % 4 == 0) {
+  } else if (s.options.precision == Precision::int8 && l.in % 4 == 0 && l.out % 4 == 0) {
     // int8 as stored when the file has it (e.g. the bge ONNX), else quantised per output channel
     l.kind = Linear::Kind::gemm_int8;
     std::vector<int8_t> q(static_cast<size_t>(l.out * l.in));
@@ -510,7 +512,7 @@ void CudaBackend::reserve_batch(int64_t max_tokens, int64_t max_sequences, int64
   const int64_t bytes = (4 * max_tokens + max_sequences + 1) * 4;
   s.staging.grow(bytes, "the batch upload");
   s.grow(s.batch_device, bytes, "the batch on the device");
-  if (s.options.precision == CudaPrecision::int8) {
+  if (s.options.precision == Precision::int8) {
     const int64_t rows = round_up(std::min(max_tokens, kInt8ChunkRows), 16);
     s.ensure_int8_scratch(rows, max_features, max_features);
   }

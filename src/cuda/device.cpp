@@ -41,22 +41,4 @@ std::optional<std::string> cuda_unavailable_reason(int device) {
   return std::nullopt;
 }
 
-const char* cuda_precision_name(CudaPrecision precision) {
-  switch (precision) {
-    case CudaPrecision::f16:
-      return "f16";
-    case CudaPrecision::bf16:
-      return "bf16";
-    case CudaPrecision::int8:
-      return "int8";
-  }
-  return "?";
-}
-
-CudaPrecision parse_cuda_precision(const std::string& name) {
-  for (CudaPrecision p : {CudaPrecision::f16, CudaPrecision::bf16, CudaPrecision::int8})
-    if (name == cuda_precision_name(p)) return p;
-  throw Error("unknown CUDA precision '" + name + "' (expected f16, bf16 or int8)");
-}
-
 }  // namespace tinybert

@@ -114,7 +114,13 @@ TEST_CASE("FallbackRunner picks the GPU when there is one", "[cuda-fallback]") {
 }
 
 TEST_CASE("CUDA precision names", "[cuda-fallback]") {
-  for (CudaPrecision p : {CudaPrecision::f16, CudaPrecision::bf16, CudaPrecision::int8})
-    CHECK(parse_cuda_precision(cuda_precision_name(p)) == p);
-  CHECK_THROWS_AS(parse_cuda_precision("fp8"), Error);
+  for (Precision p : {Precision::f16, Precision::bf16, Precision::int8})
+    CHECK(parse_precision(precision_name(p)) == p);
+  CHECK_THROWS_AS(parse_precision("fp8"), Error);
+}
+
+TEST_CASE("one Precision enum: each backend refuses the precisions it does not compute in", "[cuda-fallback]") {
+  CudaOptions f32;
+  f32.precision = Precision::f32;
+  CHECK_THROWS_WITH(CudaBackend(f32), Catch::Contains("not f32"));
 }

@@ -14,8 +14,8 @@ using nlohmann::json;
 
 namespace {
 
-double min_cosine(CudaPrecision precision) {
-  return precision == CudaPrecision::f16 ? 0.999 : precision == CudaPrecision::bf16 ? 0.995 : 0.99;
+double min_cosine(Precision precision) {
+  return precision == Precision::f16 ? 0.999 : precision == Precision::bf16 ? 0.995 : 0.99;
 }
 
 struct TinyCase {
@@ -33,7 +33,7 @@ TinyCase tiny(const std::string& name) {
   return c;
 }
 
-CudaOptions options_for(CudaPrecision precision) {
+CudaOptions options_for(Precision precision) {
   CudaOptions options;
   options.precision = precision;
   options.poison_allocations = true;
@@ -41,8 +41,8 @@ CudaOptions options_for(CudaPrecision precision) {
   return options;
 }
 
-const std::vector<CudaPrecision> kPrecisions = {CudaPrecision::f16, CudaPrecision::bf16,
-                                                CudaPrecision::int8};
+const std::vector<Precision> kPrecisions = {Precision::f16, Precision::bf16,
+                                                Precision::int8};
 const std::vector<std::string> kTinyModels = {"tiny-bert", "tiny-ernie", "tiny-mlm",
                                               "tiny-nli",  "tiny-uie",   "tiny-bert-onnx-int8"};
 
@@ -55,8 +55,8 @@ TEST_CASE("CUDA encoder on the tiny models matches the fp32 reference", "[cuda][
     CpuRefBackend ref;
     Workspace<CpuRefBackend> ref_ws;
     Encoder<CpuRefBackend>(*c.model, ref).forward(c.batch, ref_ws);
-    for (CudaPrecision precision : kPrecisions) {
-      INFO(name << " " << cuda_precision_name(precision));
+    for (Precision precision : kPrecisions) {
+      INFO(name << " " << precision_name(precision));
       CudaBackend gpu(options_for(precision));
       const Encoder<CudaBackend> encoder(*c.model, gpu);
       Workspace<CudaBackend> ws;
@@ -80,9 +80,9 @@ TEST_CASE("CUDA encoder on the tiny models matches the fp32 reference", "[cuda][
 
 TEST_CASE("CudaRunner heads match DirectRunner on the CPU reference", "[cuda][models]") {
   test::require_gpu();
-  for (CudaPrecision precision : kPrecisions) {
+  for (Precision precision : kPrecisions) {
     const double floor = min_cosine(precision);
-    INFO(cuda_precision_name(precision));
+    INFO(precision_name(precision));
     const auto check_same = [&](const std::string& name, ForwardRequest request, int64_t width) {
       INFO(name << " head " << head_kind_name(request.head.kind));
       TinyCase c = tiny(name);
@@ -122,8 +122,8 @@ TEST_CASE("CudaRunner heads match DirectRunner on the CPU reference", "[cuda][mo
 
 TEST_CASE("CUDA Graph replays give the eager results", "[cuda][models][graphs]") {
   test::require_gpu();
-  for (CudaPrecision precision : kPrecisions) {
-    INFO(cuda_precision_name(precision));
+  for (Precision precision : kPrecisions) {
+    INFO(precision_name(precision));
     TinyCase c = tiny("tiny-ernie");
     CudaRunner graphs(*c.model, options_for(precision));
     CudaOptions eager_options = options_for(precision);
@@ -170,8 +170,8 @@ TEST_CASE("bge-small-zh on the GPU: CLS vectors of the reference sentences",
   DirectRunner reference(*model, ref_backend);
   const auto want = reference.run(request).values;
   const int64_t hidden = model->config().hidden_size;
-  for (CudaPrecision precision : kPrecisions) {
-    INFO(cuda_precision_name(precision));
+  for (Precision precision : kPrecisions) {
+    INFO(precision_name(precision));
     CudaRunner gpu(*model, options_for(precision));
     const auto got = gpu.run(request).values;
     const double cosine = test::worst_row_cosine(got, want, hidden);
@@ -197,7 +197,7 @@ TEST_CASE("GPU memory: weights + one workspace within weight bytes + 300 MB",
   test::require_gpu();
   const auto folder = test::shared_path_or_skip("models/bge-small-zh-v1.5");
   const auto model = test::convert_model(folder, "bge-small-zh-v1.5");
-  for (CudaPrecision precision : kPrecisions) {
+  for (Precision precision : kPrecisions) {
     CudaOptions options;
     options.precision = precision;  // default workspace: 16384 tokens (128 x 128)
     CudaRunner gpu(*model, options);
@@ -206,7 +206,7 @@ TEST_CASE("GPU memory: weights + one workspace within weight bytes + 300 MB",
     request.head = pooled_head(*model);
     gpu.run(request);
     const CudaMemoryReport m = gpu.memory_report();
-    INFO(cuda_precision_name(precision)
+    INFO(precision_name(precision)
          << ": weights " << m.weight_bytes << ", activations " << m.activation_bytes << ", scratch "
          << m.scratch_bytes << ", device used " << m.device_used_bytes << " (at start "
          << m.context_used_bytes << ")");

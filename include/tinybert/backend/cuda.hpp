@@ -16,6 +16,7 @@
 #include "tinybert/batch.hpp"
 #include "tinybert/error.hpp"
 #include "tinybert/model.hpp"
+#include "tinybert/precision.hpp"
 
 namespace tinybert {
 
@@ -34,9 +35,7 @@ std::optional<std::string> cuda_unavailable_reason(int device = 0);
 
 // GEMM weights and activations: f16 or bf16 everywhere, or int8 GEMMs (int8 weights with one
 // scale per output channel, activations quantised per token) with fp16 attention and LayerNorm.
-enum class CudaPrecision { f16, bf16, int8 };
-const char* cuda_precision_name(CudaPrecision precision);
-CudaPrecision parse_cuda_precision(const std::string& name);  // "f16", "bf16" or "int8"
+// Precision::f16, bf16 or int8 (precision.hpp); the constructor refuses f32.
 
 enum class CudaAttentionKernel {
   automatic,    // tensor cores (WMMA) for head_dim 64 and 128, the simple kernel otherwise
@@ -46,7 +45,7 @@ enum class CudaAttentionKernel {
 
 struct CudaOptions {
   int device = 0;
-  CudaPrecision precision = CudaPrecision::f16;
+  Precision precision = Precision::f16;
   // cuBLASLt's fused bias+GELU epilogue is the tanh approximation (|difference| <= 4.8e-4, below
   // fp16's resolution at 1); true runs the bias epilogue and then our exact erf GELU kernel.
   bool exact_gelu = false;
@@ -150,7 +149,7 @@ class CudaBackend {
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   const CudaOptions& options() const;
-  Element activation_element() const;  // f16, or bf16 for CudaPrecision::bf16
+  Element activation_element() const;  // f16, or bf16 for Precision::bf16
   std::string device_name() const;
   std::string name() const;  // "cuda-f16", "cuda-bf16" or "cuda-int8"
 

@@ -26,27 +26,11 @@
 #include "tinybert/backend/host_matrix.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/model.hpp"
+#include "tinybert/precision.hpp"
 #include "tinybert/quantize.hpp"
 #include "tinybert/weights_f32.hpp"
 
 namespace tinybert {
-
-enum class Precision { f32, bf16, int8 };
-
-inline const char* precision_name(Precision p) {
-  switch (p) {
-    case Precision::f32: return "f32";
-    case Precision::bf16: return "bf16";
-    case Precision::int8: return "int8";
-  }
-  return "?";
-}
-
-inline Precision parse_precision(const std::string& name) {
-  for (Precision p : {Precision::f32, Precision::bf16, Precision::int8})
-    if (name == precision_name(p)) return p;
-  throw Error("unknown precision '" + name + "' (expected f32, bf16 or int8)");
-}
 
 namespace onednn_detail {
 
@@ -198,6 +182,8 @@ class OneDnnBackend {
   explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 128)
       : precision_(precision),
         query_block_(std::max<int64_t>(query_block, 1)) {
+    if (precision_ == Precision::f16)
+      throw Error("the oneDNN backend computes in f32, bf16 or int8, not f16 (f16 is a CUDA precision)");
     const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
     const auto has = [&](dnnl_cpu_isa_t bits) { return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits); };
     has_vnni_ = has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni);

@@ -167,8 +167,13 @@ inline std::vector<float> embedding_scores(std::span<const float> cosines, bool 
 // A label list written as one string, as ModelScope's pipeline takes it (and the CLI's --labels):
 // "，" counts as ",", items are stripped of spaces, empty items dropped.
 inline std::vector<std::string> parse_label_list(std::string_view list) {
-  std::string text(list);
-  for (size_t at; (at = text.find("，")) != std::string::npos;) text.replace(at, 3, ",");
+  constexpr std::string_view kFullWidthComma = "，";
+  std::string text;
+  for (size_t i = 0; i < list.size();) {
+    const bool full_width = list.substr(i, kFullWidthComma.size()) == kFullWidthComma;
+    text += full_width ? ',' : list[i];
+    i += full_width ? kFullWidthComma.size() : 1;
+  }
   std::vector<std::string> labels;
   size_t from = 0;
   while (from <= text.size()) {

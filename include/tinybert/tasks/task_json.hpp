@@ -65,17 +65,26 @@ inline nlohmann::json to_json(const FillMaskResult& r, bool joint, bool attribut
 
 // ---- classify ----------------------------------------------------------------------------------
 
-// {"model", "mode", "template", "multi_label", "results": [{"text", "labels"}]}
+// {"model", "mode", "template" (a list for an ensemble), "multi_label", "calibrate",
+//  "results": [{"text", "labels": [{..., "content_free" when calibrated}]}]}
 inline nlohmann::json classify_response(const std::string& model_name, const ZeroShotClassifier& classifier,
                                         const std::vector<std::string>& texts,
                                         const std::vector<ClassifyResult>& results, const ClassifyOptions& options) {
   nlohmann::json out = nlohmann::json::array();
-  for (size_t t = 0; t < texts.size(); ++t)
-    out.push_back({{"text", texts[t]}, {"labels", to_json(results[t], classifier.mode())}});
+  for (size_t t = 0; t < texts.size(); ++t) {
+    nlohmann::json labels = to_json(results[t], classifier.mode());
+    if (options.calibrate)
+      for (size_t l = 0; l < results[t].labels.size(); ++l) labels[l]["content_free"] = results[t].labels[l].content_free;
+    out.push_back({{"text", texts[t]}, {"labels", std::move(labels)}});
+  }
+  const nlohmann::json label_template =
+      options.label_templates.empty() ? nlohmann::json(options.label_template.value_or(classifier.default_template()))
+                                      : nlohmann::json(options.label_templates);
   return {{"model", model_name},
           {"mode", classify_mode_name(classifier.mode())},
-          {"template", options.label_template.value_or(classifier.default_template())},
+          {"template", label_template},
           {"multi_label", options.multi_label},
+          {"calibrate", options.calibrate},
           {"results", out}};
 }
 
