@@ -71,7 +71,8 @@ inline float parse_float(const std::string& s, const std::string& what) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (s.empty() || used != s.size() || !std::isfinite(v)) throw Error(what + " must be a number, got '" + s + "'");
+  if (s.empty() || used != s.size() || !std::isfinite(v))
+    throw Error(what + " must be a number, got '" + s + "'");
   return v;
 }
 

@@ -76,7 +76,8 @@ int cmd_classify(const std::vector<std::string>& raw) {
   classifier.validate(labels, options);
   const auto texts = input_texts(args);
   const auto results = classifier.classify(texts, labels, options);
-  std::cout << classify_response(model.config().name, classifier, texts, results, options).dump() << "\n";
+  std::cout << classify_response(model.config().name, classifier, texts, results, options).dump()
+            << "\n";
   return 0;
 }
 

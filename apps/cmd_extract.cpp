@@ -37,7 +37,8 @@ nlohmann::ordered_json read_schema(const Args& args) {
 // UIE: a probability in (0, 1). SiameseUIE compares raw logits (ModelScope's 0.5): any number.
 float parse_threshold(const std::string& s, bool logits) {
   const float v = parse_float(s, "--threshold");
-  if (!logits && !(v > 0.0f && v < 1.0f)) throw Error("--threshold must be a number in (0, 1), got '" + s + "'");
+  if (!logits && !(v > 0.0f && v < 1.0f))
+    throw Error("--threshold must be a number in (0, 1), got '" + s + "'");
   if (!std::isfinite(v)) throw Error("--threshold must be a finite number, got '" + s + "'");
   return v;
 }
@@ -45,7 +46,8 @@ float parse_threshold(const std::string& s, bool logits) {
 int extract_siamese(const Args& args, const Model& model, const Schema& schema) {
   for (const char* uie_only : {"--max-seq-len", "--overlap", "--english"})
     if (args.has(uie_only))
-      throw Error(std::string(uie_only) + " is for UIE models; SiameseUIE uses ModelScope's fixed windows");
+      throw Error(std::string(uie_only) +
+                  " is for UIE models; SiameseUIE uses ModelScope's fixed windows");
   SiameseOptions options;
   if (args.has("--threshold")) options.threshold = parse_threshold(args.value("--threshold"), true);
   const ExtractFormat format = parse_extract_format(args.value("--format", "uie"));
@@ -66,12 +68,14 @@ int cmd_extract(const std::vector<std::string>& raw) {
   if (!args.has("--model")) throw Error("extract needs --model M.tbw");
   const Schema schema = parse_schema(read_schema(args));
   const Model model(args.value("--model"));
-  if (model.config().architecture == Architecture::siamese_uie) return extract_siamese(args, model, schema);
+  if (model.config().architecture == Architecture::siamese_uie)
+    return extract_siamese(args, model, schema);
   if (parse_extract_format(args.value("--format", "uie")) != ExtractFormat::uie)
     throw Error("--format modelscope is for SiameseUIE models; this one is a " +
                 std::string(architecture_name(model.config().architecture)) + " model");
   ExtractOptions options;
-  if (args.has("--threshold")) options.threshold = parse_threshold(args.value("--threshold"), false);
+  if (args.has("--threshold"))
+    options.threshold = parse_threshold(args.value("--threshold"), false);
   if (args.has("--max-seq-len"))
     options.max_seq_len = parse_int(args.value("--max-seq-len"), "--max-seq-len", 4, 1 << 20);
   if (args.has("--overlap"))

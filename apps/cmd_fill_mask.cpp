@@ -11,7 +11,6 @@
 
 namespace tinybert::cli {
 
-
 int cmd_fill_mask(const std::vector<std::string>& raw) {
   const Args args =
       parse_args(raw, {"--model", "--top-k", "--attribution", "--max-masks"}, {"--joint"});

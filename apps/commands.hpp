@@ -16,6 +16,8 @@ int cmd_fill_mask(const std::vector<std::string>& args);
 int cmd_extract(const std::vector<std::string>& args);
 int cmd_classify(const std::vector<std::string>& args);
 
-inline std::vector<Command> task_commands() { return {{"fill-mask", cmd_fill_mask}, {"extract", cmd_extract}, {"classify", cmd_classify}}; }
+inline std::vector<Command> task_commands() {
+  return {{"fill-mask", cmd_fill_mask}, {"extract", cmd_extract}, {"classify", cmd_classify}};
+}
 
 }  // namespace tinybert::cli

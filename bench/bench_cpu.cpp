@@ -16,9 +16,9 @@
 #include <random>
 #include <sstream>
 
+#include "bench_models.hpp"
 #include "tinybert/backend/onednn.hpp"
 #include "tinybert/tinybert.hpp"
-#include "bench_models.hpp"
 
 using namespace tinybert;
 using bench::add_sequence;
@@ -27,8 +27,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
 // Resident memory now, split by what backs it (from /proc/self/smaps): the mmapped weight file,
 // shared-library images (code and data of libdnnl, libgomp, libstdc++, ...: not the engine's to
@@ -51,10 +52,10 @@ RssBreakdown rss_breakdown(const std::string& weight_path) {
       fields >> range >> perms >> offset >> device >> inode;
       std::getline(fields >> std::ws, mapping);
       const bool library = mapping.find(".so") != std::string::npos;
-      bucket = mapping.empty() || mapping[0] == '[' ? &r.anonymous
+      bucket = mapping.empty() || mapping[0] == '['             ? &r.anonymous
                : mapping.find(weight_path) != std::string::npos ? &r.weight_file
-               : library ? &r.libraries
-               : &r.other;
+               : library                                        ? &r.libraries
+                                                                : &r.other;
     } else if (line.rfind("Rss:", 0) == 0) {
       const double mib = std::stod(line.substr(4)) / 1024.0;
       *bucket += mib;
@@ -66,8 +67,10 @@ RssBreakdown rss_breakdown(const std::string& weight_path) {
 
 std::string rss_json(const RssBreakdown& r) {
   char text[256];
-  std::snprintf(text, sizeof text, "{\"total\":%.1f,\"weight_file\":%.1f,\"libraries\":%.1f,\"anonymous\":%.1f,\"other\":%.1f}",
-                r.total, r.weight_file, r.libraries, r.anonymous, r.other);
+  std::snprintf(
+      text, sizeof text,
+      "{\"total\":%.1f,\"weight_file\":%.1f,\"libraries\":%.1f,\"anonymous\":%.1f,\"other\":%.1f}",
+      r.total, r.weight_file, r.libraries, r.anonymous, r.other);
   return text;
 }
 
@@ -75,7 +78,8 @@ std::string rss_json(const RssBreakdown& r) {
 double forward_flops(const ModelConfig& c, const Batch& batch) {
   const double h = static_cast<double>(c.hidden_size), f = static_cast<double>(c.intermediate_size);
   double flops = 2.0 * static_cast<double>(batch.num_tokens()) * (4 * h * h + 2 * h * f);
-  for (int64_t s = 0; s < batch.num_sequences(); ++s) flops += 4.0 * double(batch.seq_len(s)) * double(batch.seq_len(s)) * h;
+  for (int64_t s = 0; s < batch.num_sequences(); ++s)
+    flops += 4.0 * double(batch.seq_len(s)) * double(batch.seq_len(s)) * h;
   return flops * static_cast<double>(c.num_layers);
 }
 
@@ -91,8 +95,8 @@ struct Timing {
   double ms = 1e30, cpu_ms = 1e30;
 };
 
-Timing time_forward(const Encoder<OneDnnBackend>& encoder, const Batch& batch, Workspace<OneDnnBackend>& ws,
-                    int passes, int runs) {
+Timing time_forward(const Encoder<OneDnnBackend>& encoder, const Batch& batch,
+                    Workspace<OneDnnBackend>& ws, int passes, int runs) {
   encoder.forward(batch, ws);
   Timing best;
   for (int p = 0; p < passes; ++p) {
@@ -124,13 +128,20 @@ int main(int argc, char** argv) {
     std::string model_path, precision_name_arg = "f32", shapes = "16,32,64,128,256,512,b32";
     int threads = 2, passes = 3, runs = 20;
     for (size_t i = 0; i + 1 < args.size(); i += 2) {
-      if (args[i] == "--model") model_path = args[i + 1];
-      else if (args[i] == "--precision") precision_name_arg = args[i + 1];
-      else if (args[i] == "--threads") threads = std::stoi(args[i + 1]);
-      else if (args[i] == "--passes") passes = std::stoi(args[i + 1]);
-      else if (args[i] == "--runs") runs = std::stoi(args[i + 1]);
-      else if (args[i] == "--shapes") shapes = args[i + 1];
-      else throw Error("unknown option " + args[i]);
+      if (args[i] == "--model")
+        model_path = args[i + 1];
+      else if (args[i] == "--precision")
+        precision_name_arg = args[i + 1];
+      else if (args[i] == "--threads")
+        threads = std::stoi(args[i + 1]);
+      else if (args[i] == "--passes")
+        passes = std::stoi(args[i + 1]);
+      else if (args[i] == "--runs")
+        runs = std::stoi(args[i + 1]);
+      else if (args[i] == "--shapes")
+        shapes = args[i + 1];
+      else
+        throw Error("unknown option " + args[i]);
     }
     if (model_path.empty()) throw Error("usage: bench_cpu --model M.tbw --precision f32|bf16|int8");
     omp_set_num_threads(threads);
@@ -151,9 +162,13 @@ int main(int argc, char** argv) {
     const double load_ms = ms_since(t_load);
     const RssBreakdown after_first = rss_breakdown(weight_path);
     const std::string name = model.config().name;
-    if (!backend.fallback_reason().empty()) std::fprintf(stderr, "bench_cpu: %s\n", backend.fallback_reason().c_str());
-    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"load_ms\":%.1f,\"load_and_first_ms\":%.1f,\"ran_as\":\"%s\"}\n",
-                name.c_str(), precision_name(precision), threads, load_only_ms, load_ms, precision_name(backend.precision()));
+    if (!backend.fallback_reason().empty())
+      std::fprintf(stderr, "bench_cpu: %s\n", backend.fallback_reason().c_str());
+    std::printf(
+        "{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"load_ms\":%."
+        "1f,\"load_and_first_ms\":%.1f,\"ran_as\":\"%s\"}\n",
+        name.c_str(), precision_name(precision), threads, load_only_ms, load_ms,
+        precision_name(backend.precision()));
 
     const auto wanted = [&](const std::string& shape) {  // is shape in the comma-separated list?
       size_t start = 0;
@@ -168,28 +183,37 @@ int main(int argc, char** argv) {
       if (!wanted(std::to_string(length))) continue;
       Batch batch;
       add_sequence(batch, length, rng);
-      const Timing t = time_forward(encoder, batch, ws, passes, length >= 256 ? std::max(3, runs / 4) : runs);
-      std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b1 s%lld\",\"ms\":%.3f,\"cpu_ms\":%.3f,\"gflops\":%.1f}\n",
-                  name.c_str(), precision_name(precision), static_cast<long long>(length), t.ms, t.cpu_ms,
-                  forward_flops(model.config(), batch) / t.ms / 1e6);
+      const Timing t =
+          time_forward(encoder, batch, ws, passes, length >= 256 ? std::max(3, runs / 4) : runs);
+      std::printf(
+          "{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b1 "
+          "s%lld\",\"ms\":%.3f,\"cpu_ms\":%.3f,\"gflops\":%.1f}\n",
+          name.c_str(), precision_name(precision), static_cast<long long>(length), t.ms, t.cpu_ms,
+          forward_flops(model.config(), batch) / t.ms / 1e6);
       std::fflush(stdout);
     }
     Batch packed;  // 32 sequences, lengths spread over 16..128, no padding
     for (int i = 0; i < 32; ++i) add_sequence(packed, std::lround(16 + i * 112.0 / 31), rng);
     if (wanted("b32")) {
       const Timing t = time_forward(encoder, packed, ws, passes, std::max(3, runs / 4));
-      std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b32 s16..128\",\"ms\":%.3f,\"cpu_ms\":%.3f,\"gflops\":%.1f,\"tokens\":%lld}\n",
-                  name.c_str(), precision_name(precision), t.ms, t.cpu_ms, forward_flops(model.config(), packed) / t.ms / 1e6,
-                  static_cast<long long>(packed.num_tokens()));
+      std::printf(
+          "{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"b32 "
+          "s16..128\",\"ms\":%.3f,\"cpu_ms\":%.3f,\"gflops\":%.1f,\"tokens\":%lld}\n",
+          name.c_str(), precision_name(precision), t.ms, t.cpu_ms,
+          forward_flops(model.config(), packed) / t.ms / 1e6,
+          static_cast<long long>(packed.num_tokens()));
     }
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     const RssBreakdown at_end = rss_breakdown(weight_path);
-    std::printf("{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"peak_rss_mib\":%.0f,\"rss_after_load_mib\":%.0f,"
-                "\"weight_file_mib\":%.1f,\"rss_after_load\":%s,\"rss_after_first\":%s,\"rss_at_end\":%s}\n",
-                name.c_str(), precision_name(precision), usage.ru_maxrss / 1024.0, after_load.total,
-                model.file().file_bytes() / 1048576.0, rss_json(after_load).c_str(), rss_json(after_first).c_str(),
-                rss_json(at_end).c_str());
+    std::printf(
+        "{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"peak_rss_mib\":%.0f,\"rss_"
+        "after_load_mib\":%.0f,"
+        "\"weight_file_mib\":%.1f,\"rss_after_load\":%s,\"rss_after_first\":%s,\"rss_at_end\":%s}"
+        "\n",
+        name.c_str(), precision_name(precision), usage.ru_maxrss / 1024.0, after_load.total,
+        model.file().file_bytes() / 1048576.0, rss_json(after_load).c_str(),
+        rss_json(after_first).c_str(), rss_json(at_end).c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cpu: error: %s\n", e.what());

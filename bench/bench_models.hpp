@@ -19,10 +19,10 @@ struct RandomBertShape {
   std::string name = "bert-base-random";
   int64_t hidden = 768, ffn = 3072, heads = 12, layers = 12, vocab = 21128, positions = 512;
   Architecture architecture = Architecture::encoder;
-  int64_t cross_layers = 0;              // siamese_uie
-  std::vector<std::string> labels;       // sequence_classification
+  int64_t cross_layers = 0;         // siamese_uie
+  std::vector<std::string> labels;  // sequence_classification
   bool modelscope_nli = false;
-  std::string vocab_file;                // a real vocab.txt (tokenizes real text); empty: synthetic
+  std::string vocab_file;  // a real vocab.txt (tokenizes real text); empty: synthetic
 };
 
 // Random weights N(0, 0.02), LayerNorm (1, 0), in the .tbw layout of `shape`.
@@ -55,7 +55,12 @@ inline void make_random_bert(const std::string& path, const RandomBertShape& sha
     vocab = std::count(vocab_text.begin(), vocab_text.end(), '\n');
   } else {
     for (int64_t i = 0; i < vocab; ++i) {
-      const char* special = i == 0 ? "[PAD]" : i == 100 ? "[UNK]" : i == 101 ? "[CLS]" : i == 102 ? "[SEP]" : i == 103 ? "[MASK]" : nullptr;
+      const char* special = i == 0     ? "[PAD]"
+                            : i == 100 ? "[UNK]"
+                            : i == 101 ? "[CLS]"
+                            : i == 102 ? "[SEP]"
+                            : i == 103 ? "[MASK]"
+                                       : nullptr;
       vocab_text += special ? std::string(special) : "t" + std::to_string(i);
       vocab_text += '\n';
     }

@@ -26,16 +26,18 @@ namespace {
 
 // The service's request: a product review and its extraction schema (issue 12).
 constexpr const char* kSiameseText =
-    "华为Mate60 Pro搭载自研麒麟9000S芯片，支持卫星通话功能，起售价6999元。用户普遍反馈信号强、拍照清晰，"
+    "华为Mate60 "
+    "Pro搭载自研麒麟9000S芯片，支持卫星通话功能，起售价6999元。用户普遍反馈信号强、拍照清晰，"
     "但部分用户抱怨系统更新后电池续航下降明显。";
 constexpr const char* kSiameseSchema =
     R"({"产品名称": null, "芯片型号": null, "功能": null, "价格": null, "属性词": {"情感词": null}})";
 // Random weights find no spans, so the second schema level would never run. The published model
-// finds the 属性词 of this review (信号, 拍照, 电池续航); the benchmark asks those three 情感词 hints as
-// the pipeline would after finding them.
+// finds the 属性词 of this review (信号, 拍照, 电池续航); the benchmark asks those three 情感词
+// hints as the pipeline would after finding them.
 const std::vector<std::string> kSecondLevelSpans = {"信号", "拍照", "电池续航"};
 
-constexpr const char* kZeroShotText = "你好，我上周买的洗衣机到现在还没有发货，能帮我查一下物流吗？";
+constexpr const char* kZeroShotText =
+    "你好，我上周买的洗衣机到现在还没有发货，能帮我查一下物流吗？";
 
 // Median of `runs`, best of `passes` passes, in ms.
 double time_ms(const std::function<void()>& run, int passes, int runs) {
@@ -68,10 +70,13 @@ void bench_zero_shot(const std::string& path, const std::string& precision, int 
            {"咨询", "投诉", "建议"}, {"咨询", "投诉", "建议", "表扬", "售后", "物流"}}) {
     ClassifyOptions options;
     options.label_template = "{}";  // ModelScope's default hypothesis: the bare label
-    const double ms = time_ms([&] { classifier.classify({kZeroShotText}, labels, options); }, passes, runs);
-    std::printf("{\"bench\":\"zero-shot\",\"model\":\"structbert-large (random)\",\"dtype\":\"%s\",\"labels\":%zu,"
-                "\"ms\":%.1f,\"peak_rss_mib\":%.0f}\n",
-                precision.c_str(), labels.size(), ms, peak_rss_mib());
+    const double ms =
+        time_ms([&] { classifier.classify({kZeroShotText}, labels, options); }, passes, runs);
+    std::printf(
+        "{\"bench\":\"zero-shot\",\"model\":\"structbert-large "
+        "(random)\",\"dtype\":\"%s\",\"labels\":%zu,"
+        "\"ms\":%.1f,\"peak_rss_mib\":%.0f}\n",
+        precision.c_str(), labels.size(), ms, peak_rss_mib());
     std::fflush(stdout);
   }
 }
@@ -80,10 +85,11 @@ void bench_siamese(const std::string& path, const std::string& precision, int pa
   const Model model(path);
   const auto runner = make_runner(model, precision);
   const Schema schema = parse_schema(nlohmann::ordered_json::parse(kSiameseSchema));
-  // The second level the published model would run: one hint per 属性词 span, "属性词: 信号, 情感词: "
-  // (a root type named "属性词: 信号, 情感词" gives exactly that hint string).
+  // The second level the published model would run: one hint per 属性词 span, "属性词: 信号,
+  // 情感词: " (a root type named "属性词: 信号, 情感词" gives exactly that hint string).
   Schema second;
-  for (const std::string& span : kSecondLevelSpans) second.roots.push_back({"属性词: " + span + ", 情感词", {}});
+  for (const std::string& span : kSecondLevelSpans)
+    second.roots.push_back({"属性词: " + span + ", 情感词", {}});
   const Encoding tokens = model.tokenizer().encode(kSiameseText, 0);
   for (const bool reuse : {true, false}) {
     SiameseOptions options;
@@ -96,10 +102,12 @@ void bench_siamese(const std::string& path, const std::string& precision, int pa
           extractor.run({kSiameseText}, second);
         },
         passes, runs);
-    std::printf("{\"bench\":\"siamese-uie\",\"model\":\"siamese-uie-base (random)\",\"dtype\":\"%s\","
-                "\"text_tokens\":%zu,\"hints\":%zu,\"reuse_text_states\":%s,\"ms\":%.1f,\"peak_rss_mib\":%.0f}\n",
-                precision.c_str(), tokens.size(), schema.roots.size() + second.roots.size(), reuse ? "true" : "false",
-                ms, peak_rss_mib());
+    std::printf(
+        "{\"bench\":\"siamese-uie\",\"model\":\"siamese-uie-base (random)\",\"dtype\":\"%s\","
+        "\"text_tokens\":%zu,\"hints\":%zu,\"reuse_text_states\":%s,\"ms\":%.1f,\"peak_rss_mib\":%."
+        "0f}\n",
+        precision.c_str(), tokens.size(), schema.roots.size() + second.roots.size(),
+        reuse ? "true" : "false", ms, peak_rss_mib());
     std::fflush(stdout);
   }
 }
@@ -109,21 +117,32 @@ void bench_siamese(const std::string& path, const std::string& precision, int pa
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    std::string precision = "int8", vocab = "../shared/models/bge-small-zh-v1.5/vocab.txt", dir = "/tmp", only;
+    std::string precision = "int8", vocab = "../shared/models/bge-small-zh-v1.5/vocab.txt",
+                dir = "/tmp", only;
     int threads = 2, passes = 3, runs = 10;
     for (size_t i = 0; i + 1 < args.size(); i += 2) {
-      if (args[i] == "--precision") precision = args[i + 1];
-      else if (args[i] == "--threads") threads = std::stoi(args[i + 1]);
-      else if (args[i] == "--passes") passes = std::stoi(args[i + 1]);
-      else if (args[i] == "--runs") runs = std::stoi(args[i + 1]);
-      else if (args[i] == "--vocab") vocab = args[i + 1];
-      else if (args[i] == "--dir") dir = args[i + 1];
-      else if (args[i] == "--only") only = args[i + 1];
-      else throw Error("unknown option " + args[i]);
+      if (args[i] == "--precision")
+        precision = args[i + 1];
+      else if (args[i] == "--threads")
+        threads = std::stoi(args[i + 1]);
+      else if (args[i] == "--passes")
+        passes = std::stoi(args[i + 1]);
+      else if (args[i] == "--runs")
+        runs = std::stoi(args[i + 1]);
+      else if (args[i] == "--vocab")
+        vocab = args[i + 1];
+      else if (args[i] == "--dir")
+        dir = args[i + 1];
+      else if (args[i] == "--only")
+        only = args[i + 1];
+      else
+        throw Error("unknown option " + args[i]);
     }
     omp_set_num_threads(threads);
     if (!std::filesystem::exists(vocab)) {
-      std::fprintf(stderr, "bench_modelscope: %s not found: synthetic vocabulary (token counts differ)\n", vocab.c_str());
+      std::fprintf(stderr,
+                   "bench_modelscope: %s not found: synthetic vocabulary (token counts differ)\n",
+                   vocab.c_str());
       vocab.clear();
     }
     if (only.empty() || only == "zero-shot") {

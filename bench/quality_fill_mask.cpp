@@ -23,7 +23,9 @@ using nlohmann::json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 std::vector<json> read_json_lines(const std::filesystem::path& path, size_t limit) {
   std::ifstream in(path);
@@ -57,7 +59,8 @@ void masked_token_accuracy(Runner& runner, const std::filesystem::path& path, si
           e.ids[t] != tokenizer.unk_id())
         candidates.push_back(t);
     if (candidates.empty()) continue;
-    const size_t n = std::max<size_t>(1, static_cast<size_t>(std::lround(0.15 * static_cast<double>(candidates.size()))));
+    const size_t n = std::max<size_t>(
+        1, static_cast<size_t>(std::lround(0.15 * static_cast<double>(candidates.size()))));
     for (size_t i = candidates.size() - 1; i > 0; --i)
       std::swap(candidates[i], candidates[std::uniform_int_distribution<size_t>(0, i)(rng)]);
     candidates.resize(n);
@@ -67,7 +70,8 @@ void masked_token_accuracy(Runner& runner, const std::filesystem::path& path, si
     size_t next = 0;  // code point
     for (size_t t : candidates) {
       const size_t start = static_cast<size_t>(e.offsets[t].start);
-      masked.append(text, decoded.byte_starts[next], decoded.byte_starts[start] - decoded.byte_starts[next]);
+      masked.append(text, decoded.byte_starts[next],
+                    decoded.byte_starts[start] - decoded.byte_starts[next]);
       masked += "[MASK]";
       hidden.push_back(e.ids[t]);
       next = start + 1;
@@ -83,7 +87,8 @@ void masked_token_accuracy(Runner& runner, const std::filesystem::path& path, si
   options.max_masks = 512;
   const size_t batch = 32;
   for (size_t b = 0; b < texts.size(); b += batch) {
-    const std::vector<std::string> part(texts.begin() + b, texts.begin() + std::min(texts.size(), b + batch));
+    const std::vector<std::string> part(texts.begin() + b,
+                                        texts.begin() + std::min(texts.size(), b + batch));
     const auto results = fill_mask(runner, part, options);
     for (size_t i = 0; i < part.size(); ++i) {
       const auto& want = targets[b + i];
@@ -95,10 +100,11 @@ void masked_token_accuracy(Runner& runner, const std::filesystem::path& path, si
       }
     }
   }
-  std::printf("CLUENER dev: %zu texts, %zu targets (15%% of single-CJK tokens, seed 20240615)\n", texts.size(), total);
-  std::printf("  top-1 %.1f %% (%zu)   top-5 %.1f %% (%zu)   %.1f s, %.0f texts/s\n", 100.0 * double(top1) / double(total),
-              top1, 100.0 * double(top5) / double(total), top5, seconds_since(start),
-              double(texts.size()) / seconds_since(start));
+  std::printf("CLUENER dev: %zu texts, %zu targets (15%% of single-CJK tokens, seed 20240615)\n",
+              texts.size(), total);
+  std::printf("  top-1 %.1f %% (%zu)   top-5 %.1f %% (%zu)   %.1f s, %.0f texts/s\n",
+              100.0 * double(top1) / double(total), top1, 100.0 * double(top5) / double(total),
+              top5, seconds_since(start), double(texts.size()) / seconds_since(start));
 }
 
 // (2) ChID, as tools/train_mlm.py chid_inputs / eval_chid: #idiom# -> 4 [MASK]; left and
@@ -146,7 +152,8 @@ void chid_accuracy(Runner& runner, const std::filesystem::path& path, size_t lim
         const float* row = item + k * static_cast<size_t>(vocab);
         const float max_logit = *std::max_element(row, row + vocab);
         double sum = 0;
-        for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - max_logit));
+        for (int64_t v = 0; v < vocab; ++v)
+          sum += std::exp(static_cast<double>(row[v] - max_logit));
         log_norm[k] = max_logit + std::log(sum);
       }
       double best_score = -1e300;
@@ -171,7 +178,8 @@ void chid_accuracy(Runner& runner, const std::filesystem::path& path, size_t lim
     }
   }
   std::printf("ChID test_public: accuracy %.1f %% (%zu / %zu), %zu candidates with [UNK], %.1f s\n",
-              100.0 * double(correct) / double(rows.size()), correct, rows.size(), unk_candidates, seconds_since(start));
+              100.0 * double(correct) / double(rows.size()), correct, rows.size(), unk_candidates,
+              seconds_since(start));
 }
 
 }  // namespace
@@ -183,13 +191,18 @@ int main(int argc, char** argv) {
     size_t limit = SIZE_MAX;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
-      if (a == "--shared" && i + 1 < argc) shared = argv[++i];
-      else if (a == "--model" && i + 1 < argc) model_path = argv[++i];
-      else if (a == "--limit" && i + 1 < argc) limit = std::stoul(argv[++i]);
-      else throw Error("usage: quality_fill_mask [--shared DIR] [--model M.tbw] [--limit N]");
+      if (a == "--shared" && i + 1 < argc)
+        shared = argv[++i];
+      else if (a == "--model" && i + 1 < argc)
+        model_path = argv[++i];
+      else if (a == "--limit" && i + 1 < argc)
+        limit = std::stoul(argv[++i]);
+      else
+        throw Error("usage: quality_fill_mask [--shared DIR] [--model M.tbw] [--limit N]");
     }
     if (model_path.empty()) {
-      model_path = (std::filesystem::temp_directory_path() / "quality_fill_mask_demo-mlm.tbw").string();
+      model_path =
+          (std::filesystem::temp_directory_path() / "quality_fill_mask_demo-mlm.tbw").string();
       convert::convert_folder(shared / "models/demo-mlm", model_path, convert::ConvertOptions{});
     }
     const Model model(model_path);

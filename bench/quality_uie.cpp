@@ -2,7 +2,8 @@
 // prompts (exact character spans, as the model's SOURCE.txt evaluation), and the time to run 5
 // labels over a 2,500-character document (fp32 reference backend, 1 thread).
 //
-//   quality_uie [--model-dir ../shared/models/demo-uie] [--data ../shared/data/cluener2020/dev.json]
+//   quality_uie [--model-dir ../shared/models/demo-uie] [--data
+//   ../shared/data/cluener2020/dev.json]
 //               [--limit N] [--chunk 64] [--runs 5] [--backend ref|f32|bf16|int8]
 #include <algorithm>
 #include <chrono>
@@ -36,13 +37,14 @@ struct Counts {
 
 std::string row(const std::string& name, const Counts& c) {
   char line[256];
-  std::snprintf(line, sizeof line, "| %s | %.4f | %.4f | %.4f | %lld | %lld | %lld |", name.c_str(), c.precision(),
-                c.recall(), c.f1(), static_cast<long long>(c.tp), static_cast<long long>(c.fp),
-                static_cast<long long>(c.fn));
+  std::snprintf(line, sizeof line, "| %s | %.4f | %.4f | %.4f | %lld | %lld | %lld |", name.c_str(),
+                c.precision(), c.recall(), c.f1(), static_cast<long long>(c.tp),
+                static_cast<long long>(c.fp), static_cast<long long>(c.fn));
   return line;
 }
 
-std::string arg(const std::vector<std::string>& args, const std::string& name, const std::string& fallback) {
+std::string arg(const std::vector<std::string>& args, const std::string& name,
+                const std::string& fallback) {
   for (size_t i = 0; i + 1 < args.size(); ++i)
     if (args[i] == name) return args[i + 1];
   return fallback;
@@ -68,7 +70,8 @@ int main(int argc, char** argv) {
 
     // type -> prompt, in the config's order (nlohmann keeps keys sorted: the type names)
     std::vector<std::pair<std::string, std::string>> types;
-    for (const auto& [type, prompt] : config.at("prompts").items()) types.emplace_back(type, prompt.get<std::string>());
+    for (const auto& [type, prompt] : config.at("prompts").items())
+      types.emplace_back(type, prompt.get<std::string>());
     json prompts = json::array();
     for (const auto& t : types) prompts.push_back(t.second);
     const Schema schema = parse_schema(prompts);
@@ -101,7 +104,8 @@ int main(int argc, char** argv) {
             std::set<std::pair<int64_t, int64_t>> gold, predicted;
             if (label.contains(type))
               for (const auto& [entity, positions] : label[type].items())
-                for (const auto& p : positions) gold.insert({p[0].template get<int64_t>(), p[1].template get<int64_t>() + 1});
+                for (const auto& p : positions)
+                  gold.insert({p[0].template get<int64_t>(), p[1].template get<int64_t>() + 1});
             const auto& r = results[i - begin];
             if (r.count(prompt))
               for (const auto& s : r.at(prompt)) predicted.insert({s.start, s.end});
@@ -112,15 +116,19 @@ int main(int argc, char** argv) {
           }
         }
       }
-      const double eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double eval_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       Counts micro;
       for (const auto& [type, c] : per_type) micro.add(c);
 
-      std::cout << "CLUENER2020 dev: " << dev.size() << " sentences x " << types.size() << " prompts, max_seq_len "
-                << max_seq_len << ", threshold " << extractor.threshold() << ", " << eval_seconds << " s\n\n";
-      std::cout << "| type | precision | recall | F1 | tp | fp | fn |\n|---|---|---|---|---|---|---|\n";
+      std::cout << "CLUENER2020 dev: " << dev.size() << " sentences x " << types.size()
+                << " prompts, max_seq_len " << max_seq_len << ", threshold "
+                << extractor.threshold() << ", " << eval_seconds << " s\n\n";
+      std::cout
+          << "| type | precision | recall | F1 | tp | fp | fn |\n|---|---|---|---|---|---|---|\n";
       std::cout << row("**micro**", micro) << "\n";
-      for (const auto& [type, prompt] : types) std::cout << row(type + " (" + prompt + ")", per_type[type]) << "\n";
+      for (const auto& [type, prompt] : types)
+        std::cout << row(type + " (" + prompt + ")", per_type[type]) << "\n";
 
       // speed: one 2,500-character document (dev sentences joined), 5 labels
       std::string document;
@@ -129,24 +137,32 @@ int main(int argc, char** argv) {
         if (detail::decode_utf8(document).code_points.size() >= 2500) break;
       }
       const auto decoded = detail::decode_utf8(document);
-      if (decoded.code_points.size() < 2500) throw Error("not enough dev text for a 2,500-character document");
+      if (decoded.code_points.size() < 2500)
+        throw Error("not enough dev text for a 2,500-character document");
       document.resize(decoded.byte_starts[2500]);
-      const Schema five = parse_schema(json::parse(R"(["人名", "地址", "公司", "组织机构", "职位"])"));
+      const Schema five =
+          parse_schema(json::parse(R"(["人名", "地址", "公司", "组织机构", "职位"])"));
       std::vector<double> seconds;
       size_t found = 0;
       for (int r = 0; r < runs; ++r) {
         const auto start = std::chrono::steady_clock::now();
         const auto result = extractor.run({document}, five);
-        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        seconds.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         found = 0;
         for (const auto& [name, spans] : result[0]) found += spans.size();
       }
       std::sort(seconds.begin(), seconds.end());
       const size_t tokens = model.tokenizer().tokenize(document).size();
-      const size_t windows = plan_windows(static_cast<int64_t>(tokens), max_seq_len - 3 - 4, options.window_overlap).size();
-      std::printf("\n2,500-character document (%zu text tokens, %zu windows of %lld tokens per label), 5 labels, %zu spans: "
-                  "median %.3f s, best %.3f s over %d runs\n",
-                  tokens, windows, static_cast<long long>(max_seq_len), found, seconds[seconds.size() / 2], seconds[0], runs);
+      const size_t windows =
+          plan_windows(static_cast<int64_t>(tokens), max_seq_len - 3 - 4, options.window_overlap)
+              .size();
+      std::printf(
+          "\n2,500-character document (%zu text tokens, %zu windows of %lld tokens per label), 5 "
+          "labels, %zu spans: "
+          "median %.3f s, best %.3f s over %d runs\n",
+          tokens, windows, static_cast<long long>(max_seq_len), found, seconds[seconds.size() / 2],
+          seconds[0], runs);
     }
     return 0;
   } catch (const std::exception& e) {

@@ -837,9 +837,9 @@ std::vector<Entry> cuda_backends() {
                        .dtype = precision_name(v.precision),
                        .held = bf16 ? Held::bf16 : Held::f16,  // int8 mode holds f16 activations
                        .reference = Reference::cpu_ref,
-                       .bounds = bf16                                 ? &kCudaBf16
+                       .bounds = bf16                             ? &kCudaBf16
                                  : v.precision == Precision::int8 ? &kCudaInt8
-                                                                      : &kCudaF16,
+                                                                  : &kCudaF16,
                        .runner = std::make_unique<BackendRunner<CudaBackend>>(options),
                        .tanh_gelu = !v.exact_gelu,
                        .head_dims = v.attention == CudaAttentionKernel::tensor_core
@@ -1314,8 +1314,7 @@ TEST_CASE("backend_ops on CUDA: linear kinds and input checks", "[ops][cuda]") {
                      store(random_normal(out, rng), {out}, DType::f32));
   };
   using Kind = CudaBackend::Linear::Kind;
-  for (const Precision precision :
-       {Precision::f16, Precision::bf16, Precision::int8}) {
+  for (const Precision precision : {Precision::f16, Precision::bf16, Precision::int8}) {
     CudaOptions options;
     options.precision = precision;
     options.poison_allocations = true;

@@ -44,9 +44,9 @@ void check_close(const std::vector<float>& a, const std::vector<float>& b) {
 
 TEST_CASE("merged passes give each caller its own pass's result, for every head", "[batching]") {
   const std::pair<const char*, HeadKind> cases[] = {{"tiny-bert", HeadKind::pooled},
-                                                     {"tiny-nli", HeadKind::classifier_logits},
-                                                     {"tiny-mlm", HeadKind::mlm_logits},
-                                                     {"tiny-uie", HeadKind::uie_spans}};
+                                                    {"tiny-nli", HeadKind::classifier_logits},
+                                                    {"tiny-mlm", HeadKind::mlm_logits},
+                                                    {"tiny-uie", HeadKind::uie_spans}};
   for (const auto& [name, kind] : cases) {
     INFO(name);
     const auto model = test::convert_model(test::test_data_dir() / "tiny" / name, name);
@@ -78,7 +78,8 @@ TEST_CASE("merged passes give each caller its own pass's result, for every head"
   }
 }
 
-TEST_CASE("the scheduler bounds its queue, drops passes past their deadline and drains on stop", "[batching]") {
+TEST_CASE("the scheduler bounds its queue, drops passes past their deadline and drains on stop",
+          "[batching]") {
   const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-bert", "tiny-bert");
   const Encoding e = model->tokenizer().encode("天气水", 64);
   ForwardRequest request;

@@ -103,7 +103,8 @@ TEST_CASE("label cache: LRU eviction order, counters, keys", "[classify][cache]"
   CHECK(LabelCache::key("m", "{}", "体育") == LabelCache::key("m", "{}", "体育"));
 }
 
-TEST_CASE("scoring: templates, softmax with temperature, multi-label threshold, HF NLI rules", "[classify]") {
+TEST_CASE("scoring: templates, softmax with temperature, multi-label threshold, HF NLI rules",
+          "[classify]") {
   CHECK(apply_label_template("这是一条关于{}的新闻", "体育") == "这是一条关于体育的新闻");
   CHECK(apply_label_template("{}：{}", "好") == "好：好");
 
@@ -140,21 +141,26 @@ TEST_CASE("scoring: templates, softmax with temperature, multi-label threshold, 
 TEST_CASE("validation errors", "[classify]") {
   const ClassifyOptions o;
   CHECK_THROWS_WITH(validate_classify_request({}, "{}", o), Catch::Contains("no candidate labels"));
-  CHECK_THROWS_WITH(validate_classify_request({"体育", " "}, "{}", o), Catch::Contains("label 1 is empty"));
-  CHECK_THROWS_WITH(validate_classify_request({"体育", ""}, "{}", o), Catch::Contains("label 1 is empty"));
+  CHECK_THROWS_WITH(validate_classify_request({"体育", " "}, "{}", o),
+                    Catch::Contains("label 1 is empty"));
+  CHECK_THROWS_WITH(validate_classify_request({"体育", ""}, "{}", o),
+                    Catch::Contains("label 1 is empty"));
   CHECK_THROWS_WITH(validate_classify_request({"体育", "财经", "体育"}, "{}", o),
                     Catch::Contains("duplicate label '体育'"));
-  CHECK_THROWS_WITH(validate_classify_request({"体育"}, "关于体育", o), Catch::Contains("has no {}"));
+  CHECK_THROWS_WITH(validate_classify_request({"体育"}, "关于体育", o),
+                    Catch::Contains("has no {}"));
   ClassifyOptions few;
   few.max_labels = 2;
-  CHECK_THROWS_WITH(validate_classify_request({"a", "b", "c"}, "{}", few), Catch::Contains("3 labels, at most 2"));
+  CHECK_THROWS_WITH(validate_classify_request({"a", "b", "c"}, "{}", few),
+                    Catch::Contains("3 labels, at most 2"));
   ClassifyOptions cold;
   cold.temperature = 0;
   CHECK_THROWS_WITH(validate_classify_request({"a"}, "{}", cold), Catch::Contains("temperature"));
   CHECK_NOTHROW(validate_classify_request({"a", "b"}, "{}", o));
 }
 
-TEST_CASE("classify: models of the wrong architecture or without an entailment label", "[classify]") {
+TEST_CASE("classify: models of the wrong architecture or without an entailment label",
+          "[classify]") {
   const auto mlm = test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm");
   CpuRefBackend backend;
   DirectRunner mlm_runner(*mlm, backend);
@@ -180,7 +186,8 @@ TEST_CASE("classify: models of the wrong architecture or without an entailment l
 
 TEST_CASE("classify NLI mode matches PyTorch (tiny-nli, HF pipeline scoring)", "[classify][nli]") {
   const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-nli", "tiny-nli");
-  const json golden = test::read_json(test::test_data_dir() / "tiny" / "tiny-nli" / "pairs_golden.json");
+  const json golden =
+      test::read_json(test::test_data_dir() / "tiny" / "tiny-nli" / "pairs_golden.json");
   CpuRefBackend backend;
   DirectRunner runner(*model, backend);
   ZeroShotClassifier classifier(runner);
@@ -194,7 +201,8 @@ TEST_CASE("classify NLI mode matches PyTorch (tiny-nli, HF pipeline scoring)", "
     for (const auto& text : texts)
       for (const auto& label : labels) {
         const Encoding e = model->tokenizer().encode_pair(
-            text, apply_label_template(c["template"].get<std::string>(), label), 512, Truncation::only_first);
+            text, apply_label_template(c["template"].get<std::string>(), label), 512,
+            Truncation::only_first);
         CHECK(e.ids == c["pairs"][pair]["input_ids"].get<std::vector<int32_t>>());
         CHECK(e.type_ids == c["pairs"][pair]["token_type_ids"].get<std::vector<int32_t>>());
         ++pair;
@@ -209,13 +217,16 @@ TEST_CASE("classify NLI mode matches PyTorch (tiny-nli, HF pipeline scoring)", "
       double worst_logit = 0, worst_score = 0;
       for (size_t t = 0; t < texts.size(); ++t) {
         REQUIRE(results[t].labels.size() == labels.size());
-        for (size_t i = 1; i < labels.size(); ++i) CHECK(results[t].labels[i - 1].score >= results[t].labels[i].score);
+        for (size_t i = 1; i < labels.size(); ++i)
+          CHECK(results[t].labels[i - 1].score >= results[t].labels[i].score);
         for (size_t l = 0; l < labels.size(); ++l) {
           const LabelScore& s = find_label(results[t], labels[l]);
           const auto want = c["logits"][t][l].get<std::vector<double>>();
           REQUIRE(s.logits.size() == want.size());
-          for (size_t k = 0; k < want.size(); ++k) worst_logit = std::max(worst_logit, std::abs(s.logits[k] - want[k]));
-          worst_score = std::max(worst_score, std::abs(s.score - c[scores_key][t][l].get<double>()));
+          for (size_t k = 0; k < want.size(); ++k)
+            worst_logit = std::max(worst_logit, std::abs(s.logits[k] - want[k]));
+          worst_score =
+              std::max(worst_score, std::abs(s.score - c[scores_key][t][l].get<double>()));
         }
       }
       INFO("case '" << c["template"].get<std::string>() << "', multi_label " << multi);
@@ -225,8 +236,10 @@ TEST_CASE("classify NLI mode matches PyTorch (tiny-nli, HF pipeline scoring)", "
   }
 }
 
-TEST_CASE("classify embedding mode on bge-small-zh: sports text, cache hits", "[classify][real][bge]") {
-  const auto model = test::convert_model(test::shared_path_or_skip("models/bge-small-zh-v1.5"), "bge-small-zh");
+TEST_CASE("classify embedding mode on bge-small-zh: sports text, cache hits",
+          "[classify][real][bge]") {
+  const auto model =
+      test::convert_model(test::shared_path_or_skip("models/bge-small-zh-v1.5"), "bge-small-zh");
   CpuRefBackend backend;
   auto cache = std::make_shared<LabelCache>(16);
   DirectRunner runner(*model, backend);
@@ -274,10 +287,12 @@ TEST_CASE("classify embedding mode on bge-small-zh: sports text, cache hits", "[
   CHECK(m[0].labels[0].label == "体育");
   CHECK(m[0].labels[0].selected);
   CHECK(m[0].labels[0].score > 0.5f);
-  for (size_t i = 1; i < m[0].labels.size(); ++i) CHECK(m[0].labels[i].selected == (m[0].labels[i].cosine >= *multi.threshold));
+  for (size_t i = 1; i < m[0].labels.size(); ++i)
+    CHECK(m[0].labels[i].selected == (m[0].labels[i].cosine >= *multi.threshold));
 }
 
-TEST_CASE("classify from 4 threads on one runner and one classifier equals serial calls", "[classify][threads]") {
+TEST_CASE("classify from 4 threads on one runner and one classifier equals serial calls",
+          "[classify][threads]") {
   struct Request {
     std::vector<std::string> texts, labels;
     ClassifyOptions options;

@@ -40,7 +40,8 @@ const std::string kConvert = TINYBERT_CONVERT;
 
 std::string convert_tiny(const std::string& name) {
   const auto out = tinybert::test::scratch_dir("cli") / (name + ".tbw");
-  const Run r = run(kConvert + " " + (tinybert::test::test_data_dir() / "tiny" / name).string() + " " + out.string());
+  const Run r = run(kConvert + " " + (tinybert::test::test_data_dir() / "tiny" / name).string() +
+                    " " + out.string());
   REQUIRE(r.exit_code == 0);
   return out.string();
 }
@@ -108,36 +109,48 @@ TEST_CASE("bad input gives one line on stderr and a non-zero exit", "[cli][error
   const auto vocab = (tinybert::test::test_data_dir() / "tiny/tiny-bert/vocab.txt").string();
   check_one_line_error(run(kCli + " embed --model /nonexistent.tbw a"), "cannot open");
   check_one_line_error(run(kCli + " embed --model " + vocab + " a"), "not a .tbw file");
-  check_one_line_error(run(kCli + " fill-mask --model " + mlm + " " + quote("no mask here")), "text 1: no [MASK]");
-  check_one_line_error(run(kCli + " fill-mask --model " + bert + " " + quote("a[MASK]")), "needs a masked_lm model");
-  check_one_line_error(run(kCli + " fill-mask --model " + mlm + " --top-k x a"), "--top-k must be an integer");
-  check_one_line_error(run(kCli + " embed --model " + bert + " $(printf 'ab\\377c')"), "invalid UTF-8 at byte 2");
-  check_one_line_error(run(kCli + " embed --model " + bert + " --bogus a"), "unknown option --bogus");
+  check_one_line_error(run(kCli + " fill-mask --model " + mlm + " " + quote("no mask here")),
+                       "text 1: no [MASK]");
+  check_one_line_error(run(kCli + " fill-mask --model " + bert + " " + quote("a[MASK]")),
+                       "needs a masked_lm model");
+  check_one_line_error(run(kCli + " fill-mask --model " + mlm + " --top-k x a"),
+                       "--top-k must be an integer");
+  check_one_line_error(run(kCli + " embed --model " + bert + " $(printf 'ab\\377c')"),
+                       "invalid UTF-8 at byte 2");
+  check_one_line_error(run(kCli + " embed --model " + bert + " --bogus a"),
+                       "unknown option --bogus");
   check_one_line_error(run(kCli + " tokenize a"), "needs --model");
   check_one_line_error(run(kConvert + " /nonexistent /tmp/x.tbw"), "not a directory");
   CHECK(run(kCli + " frobnicate").exit_code == 2);
 }
 
-TEST_CASE("tinybert classify and extract print JSON, and bad requests are one-line errors", "[cli]") {
-  const std::string bert = convert_tiny("tiny-bert"), nli = convert_tiny("tiny-nli"), uie = convert_tiny("tiny-uie");
+TEST_CASE("tinybert classify and extract print JSON, and bad requests are one-line errors",
+          "[cli]") {
+  const std::string bert = convert_tiny("tiny-bert"), nli = convert_tiny("tiny-nli"),
+                    uie = convert_tiny("tiny-uie");
   const Run embedding = run(kCli + " classify --model " + bert + " --labels a,b " + quote("a b"));
   REQUIRE(embedding.exit_code == 0);
   const json e = json::parse(embedding.out);
   CHECK(e.dump().find("\"a\"") != std::string::npos);
-  const Run cross = run(kCli + " classify --model " + nli + " --labels a,b --multi-label " + quote("a b"));
+  const Run cross =
+      run(kCli + " classify --model " + nli + " --labels a,b --multi-label " + quote("a b"));
   REQUIRE(cross.exit_code == 0);
   CHECK_NOTHROW(json::parse(cross.out));
 
-  const Run extract = run(kCli + " extract --model " + uie + " --max-seq-len 32 --schema " + quote(R"(["a",{"b":["c"]}])") + " " +
-                          quote("a b a b"));
+  const Run extract = run(kCli + " extract --model " + uie + " --max-seq-len 32 --schema " +
+                          quote(R"(["a",{"b":["c"]}])") + " " + quote("a b a b"));
   REQUIRE(extract.exit_code == 0);
   CHECK(json::parse(extract.out).is_array());
 
   check_one_line_error(run(kCli + " classify --model " + bert + " a"), "label");
   check_one_line_error(run(kCli + " classify --model " + bert + " --labels a,a x"), "duplicate");
-  check_one_line_error(run(kCli + " extract --model " + uie + " --schema " + quote("[1]") + " x"), "schema");
-  check_one_line_error(run(kCli + " extract --model " + uie + " --schema " + quote("[\"a\"") + " x"), "schema");
-  check_one_line_error(run(kCli + " extract --model " + bert + " --schema " + quote("[\"a\"]") + " x"), "needs a uie model");
+  check_one_line_error(run(kCli + " extract --model " + uie + " --schema " + quote("[1]") + " x"),
+                       "schema");
+  check_one_line_error(
+      run(kCli + " extract --model " + uie + " --schema " + quote("[\"a\"") + " x"), "schema");
+  check_one_line_error(
+      run(kCli + " extract --model " + bert + " --schema " + quote("[\"a\"]") + " x"),
+      "needs a uie model");
 }
 
 TEST_CASE("tinybert classify --calibrate and a repeated --template (an ensemble)",
@@ -191,7 +204,8 @@ TEST_CASE("the CLI backend option selects the reference or a oneDNN precision", 
   REQUIRE(ref.exit_code == 0);
   REQUIRE(fast.exit_code == 0);
   const auto a = json::parse(ref.out)["embeddings"][0], b = json::parse(fast.out)["embeddings"][0];
-  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].get<double>() == Approx(b[i].get<double>()).margin(1e-4));
+  for (size_t i = 0; i < a.size(); ++i)
+    CHECK(a[i].get<double>() == Approx(b[i].get<double>()).margin(1e-4));
   check_one_line_error(run(kCli + " embed --backend bogus --model " + bert + " a"), "bogus");
 }
 
@@ -200,19 +214,25 @@ TEST_CASE("the CLI backend option selects the reference or a oneDNN precision", 
 TEST_CASE("tinybert extract on a SiameseUIE model, --format modelscope", "[cli][modelscope]") {
   const auto folder = tinybert::test::test_data_dir() / "modelscope";
   const auto out = tinybert::test::scratch_dir("cli") / "ms-siamese.tbw";
-  REQUIRE(run(kConvert + " " + (folder / "siamese-uie").string() + " " + out.string()).exit_code == 0);
+  REQUIRE(run(kConvert + " " + (folder / "siamese-uie").string() + " " + out.string()).exit_code ==
+          0);
   const Run inspect = run(kConvert + " --inspect " + out.string());
   CHECK_THAT(inspect.out, Catch::Contains("siamese_uie: 2 shared + 2 cross layers"));
   const auto zero_shot = tinybert::test::scratch_dir("cli") / "ms-zero-shot.tbw";
-  REQUIRE(run(kConvert + " " + (folder / "structbert-zero-shot").string() + " " + zero_shot.string()).exit_code == 0);
-  CHECK_THAT(run(kConvert + " --inspect " + zero_shot.string()).out,
-             Catch::Contains("nli: entailment = logit 0, contradiction = logit 2 (ModelScope's zero-shot pipeline"));
+  REQUIRE(
+      run(kConvert + " " + (folder / "structbert-zero-shot").string() + " " + zero_shot.string())
+          .exit_code == 0);
+  CHECK_THAT(
+      run(kConvert + " --inspect " + zero_shot.string()).out,
+      Catch::Contains(
+          "nli: entailment = logit 0, contradiction = logit 2 (ModelScope's zero-shot pipeline"));
 
   std::ifstream golden_file(folder / "siamese-uie/golden.json");
   const auto golden = nlohmann::ordered_json::parse(golden_file);
   const auto& nested_case = golden["cases"][1];
   const std::string base = kCli + " extract --backend ref --model " + out.string() + " --schema " +
-                           quote(nested_case["schema"].dump()) + " " + quote(nested_case["text"].get<std::string>());
+                           quote(nested_case["schema"].dump()) + " " +
+                           quote(nested_case["text"].get<std::string>());
   const Run modelscope = run(base + " --format modelscope");
   INFO(modelscope.err);
   REQUIRE(modelscope.exit_code == 0);
@@ -223,19 +243,24 @@ TEST_CASE("tinybert extract on a SiameseUIE model, --format modelscope", "[cli][
   check_one_line_error(run(base + " --format xml"), "format 'xml' (expected uie or modelscope)");
   check_one_line_error(run(base + " --max-seq-len 64"), "--max-seq-len is for UIE models");
   const std::string uie = convert_tiny("tiny-uie");
-  check_one_line_error(run(kCli + " extract --model " + uie + " --schema '\"天\"' --format modelscope 天气"),
-                       "--format modelscope is for SiameseUIE models");
+  check_one_line_error(
+      run(kCli + " extract --model " + uie + " --schema '\"天\"' --format modelscope 天气"),
+      "--format modelscope is for SiameseUIE models");
 }
 
-TEST_CASE("tinybert classify on a ModelScope zero-shot model: --labels split on , and ，", "[cli][modelscope]") {
+TEST_CASE("tinybert classify on a ModelScope zero-shot model: --labels split on , and ，",
+          "[cli][modelscope]") {
   const auto folder = tinybert::test::test_data_dir() / "modelscope";
   const auto model = tinybert::test::scratch_dir("cli") / "ms-zero-shot-classify.tbw";
-  REQUIRE(run(kConvert + " " + (folder / "structbert-zero-shot").string() + " " + model.string()).exit_code == 0);
+  REQUIRE(run(kConvert + " " + (folder / "structbert-zero-shot").string() + " " + model.string())
+              .exit_code == 0);
   const json golden = tinybert::test::read_json(folder / "structbert-zero-shot/golden.json");
-  const json& c = golden["cases"][2];  // "文化， 体育，军事,科技,,汽车 " with the template 这篇文章的标题是{}
+  const json& c =
+      golden["cases"][2];  // "文化， 体育，军事,科技,,汽车 " with the template 这篇文章的标题是{}
   const Run r = run(kCli + " classify --backend ref --model " + model.string() + " --labels " +
                     quote(c["candidate_labels"].get<std::string>()) + " --template " +
-                    quote(c["hypothesis_template"].get<std::string>()) + " " + quote(c["text"].get<std::string>()));
+                    quote(c["hypothesis_template"].get<std::string>()) + " " +
+                    quote(c["text"].get<std::string>()));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const json out = json::parse(r.out);
@@ -244,6 +269,7 @@ TEST_CASE("tinybert classify on a ModelScope zero-shot model: --labels split on 
   REQUIRE(labels.size() == 5);
   for (size_t l = 0; l < 5; ++l) {
     CHECK(labels[l]["label"] == c["output"]["labels"][l]);
-    CHECK(std::abs(labels[l]["score"].get<double>() - c["output"]["scores"][l].get<double>()) < 1e-5);
+    CHECK(std::abs(labels[l]["score"].get<double>() - c["output"]["scores"][l].get<double>()) <
+          1e-5);
   }
 }

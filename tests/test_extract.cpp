@@ -33,28 +33,35 @@ std::vector<std::string> names(const std::vector<SchemaNode>& nodes) {
 // "text" code points [start, end) of a UTF-8 string.
 std::string substr_chars(const std::string& text, int64_t start, int64_t end) {
   const auto decoded = detail::decode_utf8(text);
-  const size_t b = decoded.byte_starts[static_cast<size_t>(start)], e = decoded.byte_starts[static_cast<size_t>(end)];
+  const size_t b = decoded.byte_starts[static_cast<size_t>(start)],
+               e = decoded.byte_starts[static_cast<size_t>(end)];
   return text.substr(b, e - b);
 }
 
 }  // namespace
 
-TEST_CASE("schema: every PaddleNLP and SiameseUIE form parses to the same tree", "[extract][schema]") {
+TEST_CASE("schema: every PaddleNLP and SiameseUIE form parses to the same tree",
+          "[extract][schema]") {
   CHECK(names(parse_schema(json("人名")).roots) == std::vector<std::string>{"人名"});
-  CHECK(names(parse_schema(json::parse(R"(["人名","地址"])")).roots) == std::vector<std::string>{"人名", "地址"});
+  CHECK(names(parse_schema(json::parse(R"(["人名","地址"])")).roots) ==
+        std::vector<std::string>{"人名", "地址"});
 
-  const Schema relation = parse_schema(json::parse(R"([{"竞赛名称": ["主办方", "承办方"]}, "时间"])"));
+  const Schema relation =
+      parse_schema(json::parse(R"([{"竞赛名称": ["主办方", "承办方"]}, "时间"])"));
   REQUIRE(names(relation.roots) == std::vector<std::string>{"竞赛名称", "时间"});
   CHECK(names(relation.roots[0].children) == std::vector<std::string>{"主办方", "承办方"});
   CHECK(relation.depth() == 2);
 
-  const Schema opinion = parse_schema(json::parse(R"({"评价维度": ["观点词", "情感倾向[正向，负向]"]})"));
-  CHECK(names(opinion.roots[0].children) == std::vector<std::string>{"观点词", "情感倾向[正向，负向]"});
+  const Schema opinion =
+      parse_schema(json::parse(R"({"评价维度": ["观点词", "情感倾向[正向，负向]"]})"));
+  CHECK(names(opinion.roots[0].children) ==
+        std::vector<std::string>{"观点词", "情感倾向[正向，负向]"});
   CHECK(names(parse_schema(json::parse(R"({"地震触发词": "时间"})")).roots[0].children) ==
         std::vector<std::string>{"时间"});
 
   // SiameseUIE: nested dicts with null leaves (keys come out in nlohmann's sorted order)
-  const Schema siamese = parse_schema(json::parse(R"({"产品名称": null, "属性词": {"情感词": null}})"));
+  const Schema siamese =
+      parse_schema(json::parse(R"({"产品名称": null, "属性词": {"情感词": null}})"));
   REQUIRE(siamese.roots.size() == 2);
   const auto& attribute = siamese.roots[0].name == "属性词" ? siamese.roots[0] : siamese.roots[1];
   CHECK(names(attribute.children) == std::vector<std::string>{"情感词"});
@@ -65,23 +72,31 @@ TEST_CASE("schema: every PaddleNLP and SiameseUIE form parses to the same tree",
 
 TEST_CASE("schema: errors say what is wrong and where", "[extract][schema]") {
   using Catch::Matchers::Contains;
-  CHECK_THAT(error_of([] { parse_schema(json::parse("42")); }), Contains("schema $") && Contains("number"));
+  CHECK_THAT(error_of([] { parse_schema(json::parse("42")); }),
+             Contains("schema $") && Contains("number"));
   CHECK_THAT(error_of([] { parse_schema(json::parse("null")); }), Contains("found null"));
   CHECK_THAT(error_of([] { parse_schema(json::parse("[]")); }), Contains("no names"));
-  CHECK_THAT(error_of([] { parse_schema(json::parse(R"(["人名", ""])")); }), Contains("$[1]") && Contains("empty name"));
+  CHECK_THAT(error_of([] { parse_schema(json::parse(R"(["人名", ""])")); }),
+             Contains("$[1]") && Contains("empty name"));
   CHECK_THAT(error_of([] { parse_schema(json::parse(R"([{"竞赛名称": ["主办方", 3]}])")); }),
              Contains("$[0].竞赛名称[1]") && Contains("number"));
-  CHECK_THAT(error_of([] { parse_schema(json::parse(R"([["人名"]])")); }), Contains("$[0]") && Contains("array"));
-  CHECK_THAT(error_of([] { parse_schema(json::parse(R"({"a": {}})")); }), Contains("$.a") && Contains("empty object"));
+  CHECK_THAT(error_of([] { parse_schema(json::parse(R"([["人名"]])")); }),
+             Contains("$[0]") && Contains("array"));
+  CHECK_THAT(error_of([] { parse_schema(json::parse(R"({"a": {}})")); }),
+             Contains("$.a") && Contains("empty object"));
   CHECK_THAT(error_of([] { parse_schema(json::parse(R"({"a": {"b": {"c": ["d"]}}})")); }),
              Contains("$.a.b.c[0]") && Contains("4 levels"));
-  CHECK_THAT(error_of([] { parse_schema(json::parse(R"(["a", "b", "c"])"), SchemaLimits{3, 2, 64}); }),
+  CHECK_THAT(error_of([] {
+               parse_schema(json::parse(R"(["a", "b", "c"])"), SchemaLimits{3, 2, 64});
+             }),
              Contains("more than 2 names"));
-  CHECK_THAT(error_of([] { parse_schema(json(std::string(65, 'x'))); }), Contains("longer than 64"));
+  CHECK_THAT(error_of([] { parse_schema(json(std::string(65, 'x'))); }),
+             Contains("longer than 64"));
   CHECK_THAT(error_of([] { parse_schema(json(std::string("\xff"))); }), Contains("invalid UTF-8"));
 }
 
-TEST_CASE("prompts: full-width normalisation, Chinese and English child prompts", "[extract][prompt]") {
+TEST_CASE("prompts: full-width normalisation, Chinese and English child prompts",
+          "[extract][prompt]") {
   CHECK(to_half_width("情感倾向[正向，负向]") == "情感倾向[正向,负向]");
   CHECK(to_half_width("ＡＢＣ　２０２４！") == "ABC 2024!");
   CHECK(to_half_width("中文，。") == "中文,。");  // 。(U+3002) has no half-width ASCII form
@@ -103,7 +118,8 @@ TEST_CASE("prompts: full-width normalisation, Chinese and English child prompts"
 
 TEST_CASE("decode: PaddleNLP get_span on hand-made probabilities", "[extract][decode]") {
   // two spans; a start before the same end is replaced by the later start
-  auto spans = decode_spans({0.9f, 0.1f, 0.8f, 0.1f, 0.6f, 0.7f, 0.1f}, {0.1f, 0.9f, 0.1f, 0.7f, 0.1f, 0.1f, 0.95f});
+  auto spans = decode_spans({0.9f, 0.1f, 0.8f, 0.1f, 0.6f, 0.7f, 0.1f},
+                            {0.1f, 0.9f, 0.1f, 0.7f, 0.1f, 0.1f, 0.95f});
   REQUIRE(spans.size() == 3);
   CHECK((spans[0].start_token == 0 && spans[0].end_token == 1));
   CHECK((spans[1].start_token == 2 && spans[1].end_token == 3));
@@ -140,8 +156,14 @@ TEST_CASE("windows: overlapping plan and owner of each token", "[extract][window
 TEST_CASE("windows: spans across a border are merged and de-duplicated", "[extract][window]") {
   const auto w = plan_windows(100, 40, 10);  // {0,40} {30,70} {60,100}
   const std::vector<std::vector<TokenSpan>> found = {
-      {{2, 4, 0.9f}, {33, 34, 0.6f}, {36, 39, 0.8f}},  // (36,39) touches window 0's cut edge: partial
-      {{33, 34, 0.7f}, {36, 41, 0.85f}, {50, 52, 0.9f}, {62, 66, 0.5f}, {68, 69, 0.9f}},  // (68,69) touches the cut
+      {{2, 4, 0.9f},
+       {33, 34, 0.6f},
+       {36, 39, 0.8f}},  // (36,39) touches window 0's cut edge: partial
+      {{33, 34, 0.7f},
+       {36, 41, 0.85f},
+       {50, 52, 0.9f},
+       {62, 66, 0.5f},
+       {68, 69, 0.9f}},  // (68,69) touches the cut
       {{62, 66, 0.99f}, {66, 69, 0.8f}, {97, 99, 0.7f}},
   };
   const auto merged = merge_window_spans(w, found, 100);
@@ -152,8 +174,9 @@ TEST_CASE("windows: spans across a border are merged and de-duplicated", "[extra
       {33, 34, 0.6f},   // owned by window 0 (33 < 35), which saw it whole
       {36, 41, 0.85f},  // only window 1 saw it whole; window 0's cut piece is dropped
       {50, 52, 0.9f},
-      {62, 66, 0.5f},   // owned by window 1 (62 < 65), which saw it whole: window 2's copy is ignored
-      {66, 69, 0.8f},   // window 2
+      {62, 66,
+       0.5f},  // owned by window 1 (62 < 65), which saw it whole: window 2's copy is ignored
+      {66, 69, 0.8f},  // window 2
       {97, 99, 0.7f},
   };
   CHECK(got == want);
@@ -178,7 +201,8 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
   const auto results = extractor.run(texts, schema);
   REQUIRE(results.size() == 2);
   // every answer's text is the text between its offsets
-  const auto check_spans = [&](const auto& self, const std::string& text, const Extraction& e) -> void {
+  const auto check_spans = [&](const auto& self, const std::string& text,
+                               const Extraction& e) -> void {
     for (const auto& [name, spans] : e) {
       for (const auto& s : spans) {
         if (s.start >= 0) CHECK(substr_chars(text, s.start, s.end) == s.text);
@@ -211,17 +235,23 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
   }
 
   CHECK_THAT(error_of([&] { extractor.run({"ok", ""}, schema); }), Contains("text 2: empty text"));
-  CHECK_THAT(error_of([&] { extractor.run({std::string("a\xff")}, schema); }), Contains("text 1: invalid UTF-8"));
+  CHECK_THAT(error_of([&] { extractor.run({std::string("a\xff")}, schema); }),
+             Contains("text 1: invalid UTF-8"));
   ExtractOptions tight = options;
   tight.max_text_chars = 5;
   tight.max_prompts = 3;
   const Extractor limited(runner, tight);
-  CHECK_THAT(error_of([&] { limited.run({"a b c d e f"}, schema); }), Contains("text 1: has 11 characters (at most 5)"));
-  CHECK_THAT(error_of([&] { limited.run({"a", "b"}, schema); }), Contains("needs 4 prompts (limit 3)"));
+  CHECK_THAT(error_of([&] { limited.run({"a b c d e f"}, schema); }),
+             Contains("text 1: has 11 characters (at most 5)"));
+  CHECK_THAT(error_of([&] {
+               limited.run({"a", "b"}, schema);
+             }),
+             Contains("needs 4 prompts (limit 3)"));
   ExtractOptions tiny_window = options;
   tiny_window.max_seq_len = 5;
   const Extractor cramped(runner, tiny_window);
-  CHECK_THAT(error_of([&] { cramped.run({"a b"}, parse_schema(json("a b c"))); }), Contains("no room for text"));
+  CHECK_THAT(error_of([&] { cramped.run({"a b"}, parse_schema(json("a b c"))); }),
+             Contains("no room for text"));
   ExtractOptions bad = options;
   bad.threshold = 1.5f;
   CHECK_THAT(error_of([&] { Extractor e(runner, bad); }), Contains("threshold"));
@@ -231,7 +261,8 @@ TEST_CASE("extract on the tiny UIE model: levels, windows, options and errors", 
   CHECK_THAT(error_of([&] { Extractor e(mlm_runner); }), Contains("needs a uie model"));
 }
 
-TEST_CASE("extract from 4 threads on one runner and one extractor equals serial calls", "[extract][tiny][threads]") {
+TEST_CASE("extract from 4 threads on one runner and one extractor equals serial calls",
+          "[extract][tiny][threads]") {
   const auto model = test::convert_model(test::test_data_dir() / "tiny" / "tiny-uie", "tiny-uie");
   CpuRefBackend backend;
   DirectRunner runner(*model, backend);
@@ -240,11 +271,14 @@ TEST_CASE("extract from 4 threads on one runner and one extractor equals serial 
   options.max_seq_len = 12;  // long texts run in several windows
   const Extractor extractor(runner, options);
   const std::vector<std::pair<std::vector<std::string>, Schema>> requests = {
-      {{"a b c d e", "b c d e f g h a b c d"}, parse_schema(json::parse(R"([{"a": ["b", "c[x,y]"]}, "d"])"))},
+      {{"a b c d e", "b c d e f g h a b c d"},
+       parse_schema(json::parse(R"([{"a": ["b", "c[x,y]"]}, "d"])"))},
       {{"e d c b a e d c b a e d c b a"}, parse_schema(json::parse(R"(["a", "b c"])"))},
       {{"c", "d e"}, parse_schema(json::parse(R"({"d": ["e"]})"))},
   };
-  const auto extract = [&](size_t i) { return to_json(extractor.run(requests[i].first, requests[i].second)); };
+  const auto extract = [&](size_t i) {
+    return to_json(extractor.run(requests[i].first, requests[i].second));
+  };
   std::vector<json> serial;
   for (size_t i = 0; i < requests.size(); ++i) serial.push_back(extract(i));
   const auto threaded = test::results_from_threads(requests.size(), extract);
@@ -264,7 +298,8 @@ struct DemoUie {
 
 DemoUie open_demo_uie() {
   const auto folder = test::shared_path_or_skip("models/demo-uie");
-  return {test::convert_model(folder, "demo-uie"), test::read_json(folder / "reference_outputs.json")};
+  return {test::convert_model(folder, "demo-uie"),
+          test::read_json(folder / "reference_outputs.json")};
 }
 
 ExtractOptions demo_options() {
@@ -275,16 +310,19 @@ ExtractOptions demo_options() {
 
 }  // namespace
 
-TEST_CASE("demo-uie: the 14 reference cases give the same spans through the extract API", "[extract][real]") {
+TEST_CASE("demo-uie: the 14 reference cases give the same spans through the extract API",
+          "[extract][real]") {
   const DemoUie demo = open_demo_uie();
   const auto& cases = demo.reference["cases"];
   REQUIRE(cases.size() == 14);
   // sequences are exactly the reference's "[CLS] prompt [SEP] text [SEP]"
   for (const auto& c : cases) {
-    const PreparedText text{c["text"].get<std::string>(), demo.model->tokenizer().tokenize(c["text"].get<std::string>())};
+    const PreparedText text{c["text"].get<std::string>(),
+                            demo.model->tokenizer().tokenize(c["text"].get<std::string>())};
     Batch batch;
-    add_window_sequence(batch, demo.model->tokenizer(), demo.model->tokenizer().tokenize(c["prompt"].get<std::string>()),
-                        text, {0, text.size()});
+    add_window_sequence(batch, demo.model->tokenizer(),
+                        demo.model->tokenizer().tokenize(c["prompt"].get<std::string>()), text,
+                        {0, text.size()});
     CHECK(batch.input_ids == c["input_ids"].get<std::vector<int32_t>>());
     CHECK(batch.token_type_ids == c["token_type_ids"].get<std::vector<int32_t>>());
   }
@@ -293,7 +331,8 @@ TEST_CASE("demo-uie: the 14 reference cases give the same spans through the extr
   json prompts = json::array();
   for (const auto& c : cases) {
     if (std::find(texts.begin(), texts.end(), c["text"]) == texts.end()) texts.push_back(c["text"]);
-    if (std::find(prompts.begin(), prompts.end(), c["prompt"]) == prompts.end()) prompts.push_back(c["prompt"]);
+    if (std::find(prompts.begin(), prompts.end(), c["prompt"]) == prompts.end())
+      prompts.push_back(c["prompt"]);
   }
   CpuRefBackend backend;
   DirectRunner runner(*demo.model, backend);
@@ -301,7 +340,8 @@ TEST_CASE("demo-uie: the 14 reference cases give the same spans through the extr
   const auto results = extractor.run(texts, parse_schema(prompts));
   size_t spans_checked = 0;
   for (const auto& c : cases) {
-    const size_t t = static_cast<size_t>(std::find(texts.begin(), texts.end(), c["text"]) - texts.begin());
+    const size_t t =
+        static_cast<size_t>(std::find(texts.begin(), texts.end(), c["text"]) - texts.begin());
     const std::string prompt = c["prompt"];
     INFO(c["text"].get<std::string>() << " / " << prompt);
     const auto& want = c["spans"];
@@ -319,8 +359,9 @@ TEST_CASE("demo-uie: the 14 reference cases give the same spans through the extr
   CHECK(spans_checked == 13);
 }
 
-TEST_CASE("demo-uie: a long text in windows finds the entities of its short parts at the same offsets",
-          "[extract][real]") {
+TEST_CASE(
+    "demo-uie: a long text in windows finds the entities of its short parts at the same offsets",
+    "[extract][real]") {
   const DemoUie demo = open_demo_uie();
   std::vector<std::string> parts;
   for (const auto& c : demo.reference["cases"])
@@ -360,10 +401,12 @@ TEST_CASE("demo-uie: a long text in windows finds the entities of its short part
     recalled += found.count(e);
     if (!found.count(e) && part_starts.count(std::get<1>(e))) ++missed_at_part_start;
   }
-  const size_t windows = plan_windows(static_cast<int64_t>(demo.model->tokenizer().tokenize(long_text).size()),
-                                      128 - 3 - 2, ExtractOptions{}.window_overlap).size();
-  INFO(long_text.size() << " bytes, " << windows << " windows per prompt; " << recalled << " of " << expected.size()
-                        << " short-text entities found (" << missed_at_part_start
+  const size_t windows =
+      plan_windows(static_cast<int64_t>(demo.model->tokenizer().tokenize(long_text).size()),
+                   128 - 3 - 2, ExtractOptions{}.window_overlap)
+          .size();
+  INFO(long_text.size() << " bytes, " << windows << " windows per prompt; " << recalled << " of "
+                        << expected.size() << " short-text entities found (" << missed_at_part_start
                         << " of the misses start a part), " << found.size() << " spans in all");
   CHECK(windows > 20);
   CHECK(expected.size() == kCopies * per_copy);
@@ -379,14 +422,16 @@ TEST_CASE("demo-uie: a relation schema runs both levels with child prompts", "[e
   DirectRunner runner(*demo.model, backend);
   const Extractor extractor(runner, demo_options());
   const std::string text = "张三在北京大学工作，他是一名教授。";
-  const auto results = extractor.run({text}, parse_schema(json::parse(R"([{"人名": ["职位", "情感倾向[正向，负向]"]}])")));
+  const auto results = extractor.run(
+      {text}, parse_schema(json::parse(R"([{"人名": ["职位", "情感倾向[正向，负向]"]}])")));
   REQUIRE(results[0].count("人名"));
   const auto& people = results[0].at("人名");
   REQUIRE(people.size() == 1);
   CHECK(people[0].text == "张三");
   // "张三的职位" is asked of the text: the answer, if any, lies in the text
   if (people[0].relations.count("职位"))
-    for (const auto& s : people[0].relations.at("职位")) CHECK(substr_chars(text, s.start, s.end) == s.text);
+    for (const auto& s : people[0].relations.at("职位"))
+      CHECK(substr_chars(text, s.start, s.end) == s.text);
   // a classification answer is a piece of its prompt "张三的情感倾向[正向,负向]" and has no offsets
   if (people[0].relations.count("情感倾向[正向，负向]")) {
     const auto& answer = people[0].relations.at("情感倾向[正向，负向]");

@@ -42,19 +42,22 @@ struct MlmFixture {
   RecordingRunner runner;
 
   explicit MlmFixture(std::unique_ptr<Model> m) : model(std::move(m)), runner(*model, backend) {}
-  std::vector<FillMaskResult> run(const std::vector<std::string>& texts, const FillMaskOptions& options = {}) {
+  std::vector<FillMaskResult> run(const std::vector<std::string>& texts,
+                                  const FillMaskOptions& options = {}) {
     runner.passes.clear();
     return fill_mask(runner, texts, options);
   }
 };
 
 MlmFixture& tiny() {
-  static MlmFixture fixture(test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm"));
+  static MlmFixture fixture(
+      test::convert_model(test::test_data_dir() / "tiny" / "tiny-mlm", "tiny-mlm"));
   return fixture;
 }
 
 MlmFixture& demo() {
-  static MlmFixture fixture(test::convert_model(test::shared_path_or_skip("models/demo-mlm"), "demo-mlm"));
+  static MlmFixture fixture(
+      test::convert_model(test::shared_path_or_skip("models/demo-mlm"), "demo-mlm"));
   return fixture;
 }
 
@@ -71,8 +74,10 @@ TEST_CASE("fill-mask validation names the line and the character", "[fill_mask]"
   const Tokenizer& tok = r.model->tokenizer();
   using Catch::Contains;
   CHECK(validate_mask_text(tok, "中[MASK]国[MASK]", 1, 16) == 2);
-  CHECK_THROWS_WITH(validate_mask_text(tok, "", 3, 16), Contains("line 3, character 1: empty line"));
-  CHECK_THROWS_WITH(validate_mask_text(tok, "中国", 2, 16), Contains("text 2: no [MASK] in line 2"));
+  CHECK_THROWS_WITH(validate_mask_text(tok, "", 3, 16),
+                    Contains("line 3, character 1: empty line"));
+  CHECK_THROWS_WITH(validate_mask_text(tok, "中国", 2, 16),
+                    Contains("text 2: no [MASK] in line 2"));
   CHECK_THROWS_WITH(validate_mask_text(tok, "中国[MASK", 1, 16),
                     Contains("line 1, character 3: unbalanced '[MASK' without ']'"));
   CHECK_THROWS_WITH(validate_mask_text(tok, "中[MASK ]国", 1, 16),
@@ -85,21 +90,25 @@ TEST_CASE("fill-mask validation names the line and the character", "[fill_mask]"
                     Contains("line 1, character 7: '[Mask]' is not a mask token"));
   CHECK_THROWS_WITH(validate_mask_text(tok, "中[MASK][MASK]国[MASK]", 1, 2),
                     Contains("line 1, character 15: too many masks (at most 2 per text)"));
-  CHECK_THROWS_WITH(validate_mask_text(tok, "a\xff[MASK]", 5, 16), Contains("line 5: invalid UTF-8 at byte 1"));
+  CHECK_THROWS_WITH(validate_mask_text(tok, "a\xff[MASK]", 5, 16),
+                    Contains("line 5: invalid UTF-8 at byte 1"));
 
   // through fill_mask: the line is the index in the batch, 1-based
   CHECK_THROWS_WITH(r.run({"中[MASK]", "国"}), Contains("text 2: no [MASK] in line 2"));
   FillMaskOptions few;
   few.max_masks = 1;
-  CHECK_THROWS_WITH(r.run({"中[MASK]", "中[MASK]国[MASK]"}, few), Contains("line 2, character 9: too many masks"));
+  CHECK_THROWS_WITH(r.run({"中[MASK]", "中[MASK]国[MASK]"}, few),
+                    Contains("line 2, character 9: too many masks"));
   // tiny-mlm takes 64 tokens: [MASK] + 69 characters + [CLS]/[SEP] = 72; token 63 (where [SEP]
   // would go) is the first that does not fit: 中 number 62, code point 6 + 61 = 67 (0-based)
   CHECK_THROWS_WITH(r.run({"[MASK]" + repeat("中", 69)}),
-                    Contains("line 1, character 68: text too long: 72 tokens with [CLS] and [SEP], the model takes at most 64"));
+                    Contains("line 1, character 68: text too long: 72 tokens with [CLS] and [SEP], "
+                             "the model takes at most 64"));
   CHECK_NOTHROW(r.run({"[MASK]" + repeat("中", 61)}));  // 64 tokens exactly
 }
 
-TEST_CASE("fill-mask top-k: ordered, probabilities sum to at most 1, spans of the masks", "[fill_mask]") {
+TEST_CASE("fill-mask top-k: ordered, probabilities sum to at most 1, spans of the masks",
+          "[fill_mask]") {
   MlmFixture& r = tiny();
   FillMaskOptions options;
   options.top_k = 10;
@@ -155,7 +164,8 @@ TEST_CASE("fill-mask records attention only when attribution is asked for", "[fi
   CHECK(r.runner.passes[1].attention.empty());
 }
 
-TEST_CASE("fill-mask attribution: top-n context tokens with weights and character spans", "[fill_mask]") {
+TEST_CASE("fill-mask attribution: top-n context tokens with weights and character spans",
+          "[fill_mask]") {
   MlmFixture& r = tiny();
   FillMaskOptions options;
   options.attribution = 3;
@@ -189,7 +199,8 @@ TEST_CASE("fill-mask attribution: top-n context tokens with weights and characte
   CHECK(sum < 1.0);
 }
 
-TEST_CASE("joint filling: phrase structure, one mask equals plain top-k, packing does not matter", "[fill_mask]") {
+TEST_CASE("joint filling: phrase structure, one mask equals plain top-k, packing does not matter",
+          "[fill_mask]") {
   MlmFixture& r = tiny();
   FillMaskOptions plain, joint;
   plain.top_k = joint.top_k = 4;
@@ -204,7 +215,8 @@ TEST_CASE("joint filling: phrase structure, one mask equals plain top-k, packing
     CHECK(single_joint.phrases[k].fill_order == std::vector<size_t>{0});
   }
 
-  const std::vector<std::string> texts = {"[MASK]爱北[MASK]，[MASK]天气好。", "中[MASK]", "我[MASK][MASK]"};
+  const std::vector<std::string> texts = {"[MASK]爱北[MASK]，[MASK]天气好。", "中[MASK]",
+                                          "我[MASK][MASK]"};
   const auto results = r.run(texts, joint);
   for (size_t i = 0; i < texts.size(); ++i) {
     const auto& phrases = results[i].phrases;
@@ -257,14 +269,16 @@ TEST_CASE("demo-mlm joint filling of 中国的首都是[MASK][MASK]。", "[fill_
   FillMaskOptions options;
   options.top_k = 5;
   options.joint = true;
-  const auto result = r.run({"中国的首都是[MASK][MASK]。", "床前明月光，疑是地[MASK]霜。"}, options);
+  const auto result =
+      r.run({"中国的首都是[MASK][MASK]。", "床前明月光，疑是地[MASK]霜。"}, options);
   const auto& phrases = result[0].phrases;
   REQUIRE(phrases.size() == 5);
   bool beijing = false;
   for (const auto& p : phrases) {
     INFO(p.text << " " << p.probability);
     REQUIRE(p.tokens.size() == 2);
-    CHECK(p.text.size() == std::string("中国的首都是。").size() + p.tokens[0].token.size() + p.tokens[1].token.size());
+    CHECK(p.text.size() == std::string("中国的首都是。").size() + p.tokens[0].token.size() +
+                               p.tokens[1].token.size());
     beijing |= p.text == "中国的首都是北京。";
   }
   CHECK(beijing);
@@ -272,17 +286,19 @@ TEST_CASE("demo-mlm joint filling of 中国的首都是[MASK][MASK]。", "[fill_
   REQUIRE(result[1].phrases.size() == 5);
   for (size_t k = 0; k < 5; ++k) {
     CHECK(result[1].phrases[k].tokens[0].id == result[1].masks[0].candidates[k].id);
-    CHECK(result[1].phrases[k].probability == Approx(result[1].masks[0].candidates[k].probability).epsilon(1e-6));
+    CHECK(result[1].phrases[k].probability ==
+          Approx(result[1].masks[0].candidates[k].probability).epsilon(1e-6));
   }
 }
 
-TEST_CASE("demo-mlm attribution matches the PyTorch last-layer attention within 1e-5", "[fill_mask][real]") {
+TEST_CASE("demo-mlm attribution matches the PyTorch last-layer attention within 1e-5",
+          "[fill_mask][real]") {
   MlmFixture& r = demo();
   const json golden = test::read_json(test::test_data_dir() / "fill_mask_attention_golden.json");
   std::vector<std::string> texts;
   for (const auto& c : golden["cases"]) texts.push_back(c["text"].get<std::string>());
   FillMaskOptions options;
-  options.attribution = 1000;  // every context token
+  options.attribution = 1000;                  // every context token
   const auto results = r.run(texts, options);  // one packed batch
   double worst = 0;
   size_t checked = 0;

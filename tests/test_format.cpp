@@ -18,13 +18,15 @@ std::string read_bytes(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 // A converted tiny model: a real, valid .tbw to corrupt.
 fs::path valid_tbw() {
   const auto out = test::scratch_dir("format") / "tiny-bert.tbw";
-  if (!fs::exists(out)) convert::convert_folder(test::test_data_dir() / "tiny/tiny-bert", out.string());
+  if (!fs::exists(out))
+    convert::convert_folder(test::test_data_dir() / "tiny/tiny-bert", out.string());
   return out;
 }
 
@@ -46,7 +48,9 @@ fs::path with_header(const std::string& name, const std::function<void(nlohmann:
   auto header = nlohmann::json::parse(bytes.substr(24, header_bytes));
   edit(header);
   std::string text = header.dump();
-  text.resize((24 + text.size() + format::kAlignment - 1) / format::kAlignment * format::kAlignment - 24, ' ');
+  text.resize(
+      (24 + text.size() + format::kAlignment - 1) / format::kAlignment * format::kAlignment - 24,
+      ' ');
   std::string out = bytes.substr(0, 24);
   const uint64_t new_bytes = text.size();
   std::memcpy(out.data() + 16, &new_bytes, 8);
@@ -86,8 +90,8 @@ TEST_CASE("malformed .tbw files give a clear Error", "[format][errors]") {
   const std::string bytes = read_bytes(valid_tbw());
   const auto dir = test::scratch_dir("format");
   SECTION("truncated at many lengths") {
-    for (size_t len : {size_t{0}, size_t{7}, size_t{8}, size_t{23}, size_t{24}, size_t{100}, bytes.size() / 2,
-                       bytes.size() - 1}) {
+    for (size_t len : {size_t{0}, size_t{7}, size_t{8}, size_t{23}, size_t{24}, size_t{100},
+                       bytes.size() / 2, bytes.size() - 1}) {
       write_bytes(dir / "truncated.tbw", bytes.substr(0, len));
       INFO("length " << len);
       CHECK_FALSE(open_error(dir / "truncated.tbw").empty());
@@ -113,42 +117,60 @@ TEST_CASE("malformed .tbw files give a clear Error", "[format][errors]") {
   }
   SECTION("bad tensor entries") {
     const std::string qkv = "layers.0.attention.qkv.weight";
-    CHECK_THAT(open_error(with_header("misaligned", [&](auto& h) { tensor_entry(h, qkv)["offset"] = 8; })),
-               Catch::Contains("not aligned"));
-    CHECK_THAT(open_error(with_header("outside", [&](auto& h) { tensor_entry(h, qkv)["offset"] = 1ull << 40; })),
+    CHECK_THAT(
+        open_error(with_header("misaligned", [&](auto& h) { tensor_entry(h, qkv)["offset"] = 8; })),
+        Catch::Contains("not aligned"));
+    CHECK_THAT(open_error(with_header(
+                   "outside", [&](auto& h) { tensor_entry(h, qkv)["offset"] = 1ull << 40; })),
                Catch::Contains("outside"));
-    CHECK_THAT(open_error(with_header("overflow", [&](auto& h) { tensor_entry(h, qkv)["offset"] = UINT64_MAX - 63; })),
+    CHECK_THAT(open_error(with_header(
+                   "overflow", [&](auto& h) { tensor_entry(h, qkv)["offset"] = UINT64_MAX - 63; })),
                Catch::Contains("outside"));
-    CHECK_THAT(open_error(with_header("bytes", [&](auto& h) { tensor_entry(h, qkv)["bytes"] = 12; })),
-               Catch::Contains("expected"));
-    CHECK_THAT(open_error(with_header("dtype", [&](auto& h) { tensor_entry(h, qkv)["dtype"] = "f64"; })),
-               Catch::Contains("unknown dtype 'f64'"));
-    CHECK_THAT(open_error(with_header("dims", [&](auto& h) {
-                 tensor_entry(h, qkv)["shape"] = {1ull << 62, 1ull << 62};
-               })),
+    CHECK_THAT(
+        open_error(with_header("bytes", [&](auto& h) { tensor_entry(h, qkv)["bytes"] = 12; })),
+        Catch::Contains("expected"));
+    CHECK_THAT(
+        open_error(with_header("dtype", [&](auto& h) { tensor_entry(h, qkv)["dtype"] = "f64"; })),
+        Catch::Contains("unknown dtype 'f64'"));
+    CHECK_THAT(open_error(with_header("dims",
+                                      [&](auto& h) {
+                                        tensor_entry(h, qkv)["shape"] = {1ull << 62, 1ull << 62};
+                                      })),
                Catch::Contains("overflows"));
-    CHECK_THAT(open_error(with_header("negative", [&](auto& h) { tensor_entry(h, qkv)["shape"] = {-96, 32}; })),
+    CHECK_THAT(open_error(with_header("negative",
+                                      [&](auto& h) {
+                                        tensor_entry(h, qkv)["shape"] = {-96, 32};
+                                      })),
                Catch::Contains("negative"));
-    CHECK_THAT(open_error(with_header("duplicate", [&](auto& h) {
-                 tensor_entry(h, "layers.1.attention.qkv.weight")["name"] = qkv;
-               })),
-               Catch::Contains("duplicate tensor name"));
-    CHECK_THAT(open_error(with_header("overlap", [&](auto& h) {
-                 tensor_entry(h, "layers.1.attention.qkv.weight")["offset"] = tensor_entry(h, qkv)["offset"];
-               })),
+    CHECK_THAT(
+        open_error(with_header(
+            "duplicate",
+            [&](auto& h) { tensor_entry(h, "layers.1.attention.qkv.weight")["name"] = qkv; })),
+        Catch::Contains("duplicate tensor name"));
+    CHECK_THAT(open_error(with_header("overlap",
+                                      [&](auto& h) {
+                                        tensor_entry(h, "layers.1.attention.qkv.weight")["offset"] =
+                                            tensor_entry(h, qkv)["offset"];
+                                      })),
                Catch::Contains("overlap"));
-    CHECK_THAT(open_error(with_header("noconfig", [&](auto& h) { h.erase("config"); })), Catch::Contains("config"));
+    CHECK_THAT(open_error(with_header("noconfig", [&](auto& h) { h.erase("config"); })),
+               Catch::Contains("config"));
   }
   SECTION("binding: missing, misshapen and unknown tensors say expected vs got") {
-    CHECK_THAT(open_error(with_header("missing", [&](auto& h) {
-                 tensor_entry(h, "layers.1.ffn.norm.weight")["name"] = "layers.1.ffn.norm.weights";
-               })),
+    CHECK_THAT(open_error(with_header("missing",
+                                      [&](auto& h) {
+                                        tensor_entry(h, "layers.1.ffn.norm.weight")["name"] =
+                                            "layers.1.ffn.norm.weights";
+                                      })),
                Catch::Contains("missing tensor 'layers.1.ffn.norm.weight': expected [32] f32"));
-    CHECK_THAT(open_error(with_header("shape", [&](auto& h) {
-                 auto& t = tensor_entry(h, "layers.0.attention.output.weight");
-                 t["shape"] = {16, 64};
-               })),
-               Catch::Contains("tensor 'layers.0.attention.output.weight': expected [32,32] f32/f16/bf16/i8, got [16,64] f32"));
+    CHECK_THAT(open_error(with_header("shape",
+                                      [&](auto& h) {
+                                        auto& t =
+                                            tensor_entry(h, "layers.0.attention.output.weight");
+                                        t["shape"] = {16, 64};
+                                      })),
+               Catch::Contains("tensor 'layers.0.attention.output.weight': expected [32,32] "
+                               "f32/f16/bf16/i8, got [16,64] f32"));
     CHECK_THAT(open_error(with_header("config", [&](auto& h) { h["config"]["num_layers"] = 1; })),
                Catch::Contains("unexpected tensor 'layers.1."));
     CHECK_THAT(open_error(with_header("heads", [&](auto& h) { h["config"]["num_heads"] = 5; })),
@@ -187,10 +209,12 @@ TEST_CASE("opening a 100 MB file copies no tensor data", "[format][mmap]") {
 TEST_CASE("the converter rejects bad model folders with clear messages", "[convert][errors]") {
   const auto src = test::test_data_dir() / "tiny/tiny-bert";
   const auto dir = test::scratch_dir("badfolders");
-  const auto copy_with_config = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+  const auto copy_with_config = [&](const std::string& name,
+                                    const std::function<void(nlohmann::json&)>& edit) {
     const auto folder = dir / name;
     fs::create_directories(folder);
-    for (const auto& f : fs::directory_iterator(src)) fs::copy_file(f.path(), folder / f.path().filename(), fs::copy_options::overwrite_existing);
+    for (const auto& f : fs::directory_iterator(src))
+      fs::copy_file(f.path(), folder / f.path().filename(), fs::copy_options::overwrite_existing);
     auto config = test::read_json(src / "config.json");
     edit(config);
     std::ofstream(folder / "config.json") << config.dump();
@@ -211,8 +235,9 @@ TEST_CASE("the converter rejects bad model folders with clear messages", "[conve
              Catch::Contains("hidden_size"));
   CHECK_THAT(convert_error(copy_with_config("layers", [](auto& c) { c["num_hidden_layers"] = 3; })),
              Catch::Contains("missing tensor 'layers.2."));
-  CHECK_THAT(convert_error(copy_with_config("roberta", [](auto& c) { c["model_type"] = "roberta"; })),
-             Catch::Contains("RoBERTa"));
+  CHECK_THAT(
+      convert_error(copy_with_config("roberta", [](auto& c) { c["model_type"] = "roberta"; })),
+      Catch::Contains("RoBERTa"));
   const auto no_vocab = copy_with_config("novocab", [](auto&) {});
   fs::remove(no_vocab / "vocab.txt");
   CHECK_THAT(convert_error(no_vocab), Catch::Contains("vocab.txt"));
@@ -239,13 +264,17 @@ TEST_CASE("ERNIE 3.0 / UIE family configs and the uie-base tokenizer load", "[co
     CHECK(c.layer_norm_eps == 1e-5f);
     CHECK(c.hidden_size % c.num_heads == 0);
   }
-  CHECK(convert::model_config_from_hf(family["uie-nano"], Architecture::uie, "nano").hidden_size == 312);
+  CHECK(convert::model_config_from_hf(family["uie-nano"], Architecture::uie, "nano").hidden_size ==
+        312);
 
   // 39,980 vocab lines for 40,000 embedding rows; [UNK] is the last line
-  const auto settings = convert::tokenizer_settings_from_hf(test::read_json(folder / "tokenizer_config.json"), 2048);
-  const Tokenizer tokenizer = Tokenizer::from_vocab_file((folder / "vocab.txt").string(), tokenizer_options_from_json(settings));
+  const auto settings =
+      convert::tokenizer_settings_from_hf(test::read_json(folder / "tokenizer_config.json"), 2048);
+  const Tokenizer tokenizer = Tokenizer::from_vocab_file((folder / "vocab.txt").string(),
+                                                         tokenizer_options_from_json(settings));
   CHECK(tokenizer.vocab_size() == 39980);
   CHECK(tokenizer.unk_id() == 39979);
   CHECK(tokenizer.cls_id() == 1);
-  CHECK(tokenizer.encode("Hello，世界", 0).tokens == std::vector<std::string>{"[CLS]", "hello", "，", "世", "界", "[SEP]"});
+  CHECK(tokenizer.encode("Hello，世界", 0).tokens ==
+        std::vector<std::string>{"[CLS]", "hello", "，", "世", "界", "[SEP]"});
 }

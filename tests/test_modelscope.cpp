@@ -20,13 +20,16 @@ using nlohmann::json;
 
 namespace {
 
-std::filesystem::path folder(const std::string& name) { return test::test_data_dir() / "modelscope" / name; }
+std::filesystem::path folder(const std::string& name) {
+  return test::test_data_dir() / "modelscope" / name;
+}
 json golden(const std::string& name) { return test::read_json(folder(name) / "golden.json"); }
 
 double max_abs_difference(const std::vector<float>& got, const json& want) {
   REQUIRE(got.size() == want.size());
   double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i].get<double>()));
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::fabs(got[i] - want[i].get<double>()));
   return worst;
 }
 
@@ -63,7 +66,8 @@ std::vector<std::pair<std::string, std::unique_ptr<Runner>>> all_runners(const M
   std::vector<std::pair<std::string, std::unique_ptr<Runner>>> runners;
   runners.emplace_back("ref", make_runner(model, "ref"));
 #ifdef TINYBERT_HAVE_ONEDNN
-  for (const char* precision : {"f32", "bf16", "int8"}) runners.emplace_back(precision, make_runner(model, precision));
+  for (const char* precision : {"f32", "bf16", "int8"})
+    runners.emplace_back(precision, make_runner(model, precision));
 #endif
   return runners;
 }
@@ -86,7 +90,8 @@ TEST_CASE("ModelScope folders convert as downloaded", "[modelscope][convert]") {
   }
 }
 
-TEST_CASE("ModelScope fill-mask: ids and logits at the masks, both layouts", "[modelscope][fill-mask]") {
+TEST_CASE("ModelScope fill-mask: ids and logits at the masks, both layouts",
+          "[modelscope][fill-mask]") {
   for (const char* name : {"structbert-fill-mask", "structbert-fill-mask-st"}) {
     INFO(name);
     const json want = golden(name);
@@ -103,10 +108,14 @@ TEST_CASE("ModelScope fill-mask: ids and logits at the masks, both layouts", "[m
         const std::vector<float> logits = runner->run(request).values;
         const auto vocab = static_cast<size_t>(model->config().vocab_size);
         for (size_t m = 0; m < request.rows.size(); ++m) {
-          const std::vector<float> row(logits.begin() + m * vocab, logits.begin() + (m + 1) * vocab);
-          if (backend == "ref") CHECK(max_abs_difference(row, sentence["mask_logits"][m]) < 1e-5);
-          else if (backend == "f32") CHECK(max_abs_difference(row, sentence["mask_logits"][m]) < 1e-4);
-          else CHECK(cosine(row, sentence["mask_logits"][m]) > 0.99);
+          const std::vector<float> row(logits.begin() + m * vocab,
+                                       logits.begin() + (m + 1) * vocab);
+          if (backend == "ref")
+            CHECK(max_abs_difference(row, sentence["mask_logits"][m]) < 1e-5);
+          else if (backend == "f32")
+            CHECK(max_abs_difference(row, sentence["mask_logits"][m]) < 1e-4);
+          else
+            CHECK(cosine(row, sentence["mask_logits"][m]) > 0.99);
         }
         FillMaskOptions options;
         options.top_k = 5;
@@ -114,16 +123,18 @@ TEST_CASE("ModelScope fill-mask: ids and logits at the masks, both layouts", "[m
         const auto result = fill_mask(*runner, {sentence["text"].get<std::string>()}, options);
         for (size_t m = 0; m < request.rows.size(); ++m)
           for (size_t k = 0; k < 5; ++k) {
-            CHECK(result[0].masks[m].candidates[k].id == sentence["top5"][m]["ids"][k].get<int32_t>());
-            CHECK(std::fabs(result[0].masks[m].candidates[k].probability - sentence["top5"][m]["probs"][k].get<double>()) <
-                  1e-5);
+            CHECK(result[0].masks[m].candidates[k].id ==
+                  sentence["top5"][m]["ids"][k].get<int32_t>());
+            CHECK(std::fabs(result[0].masks[m].candidates[k].probability -
+                            sentence["top5"][m]["probs"][k].get<double>()) < 1e-5);
           }
       }
     }
   }
 }
 
-TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output", "[modelscope][siamese]") {
+TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output",
+          "[modelscope][siamese]") {
   const json want = golden("siamese-uie");
   // the schemas as written: SiameseUIE's output follows the order of their keys
   std::ifstream golden_file(folder("siamese-uie") / "golden.json");
@@ -148,7 +159,8 @@ TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output", "[
       std::vector<int32_t> cu{0};
       for (const json& w : c["windows"]) {
         const int64_t shift = w["shift"].get<int64_t>(), valid = w["valid"].get<int64_t>();
-        text_pass.batch.add(std::span<const int32_t>(e.ids.data() + shift, static_cast<size_t>(valid)));
+        text_pass.batch.add(
+            std::span<const int32_t>(e.ids.data() + shift, static_cast<size_t>(valid)));
         cu.push_back(cu.back() + static_cast<int32_t>(valid));
       }
       const std::vector<float> states = runner->run(text_pass).values;
@@ -163,7 +175,8 @@ TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output", "[
           hint_pass.text_cu_seqlens = cu;
           const auto ids = h["input_ids"].get<std::vector<int32_t>>();
           for (size_t w = 0; w + 1 < cu.size(); ++w) {
-            hint_pass.batch.add(ids, std::vector<int32_t>(ids.size(), 1), {}, h["position_start"].get<int32_t>());
+            hint_pass.batch.add(ids, std::vector<int32_t>(ids.size(), 1), {},
+                                h["position_start"].get<int32_t>());
             hint_pass.hint_window.push_back(static_cast<int32_t>(w));
           }
           const ForwardResult logits = runner->run(hint_pass);
@@ -171,18 +184,26 @@ TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output", "[
           size_t offset = 0;
           for (size_t w = 0; w + 1 < cu.size(); ++w) {
             const int64_t len = cu[w + 1] - cu[w];
-            detail::merge_window_logits(head, logits.start.data() + offset, c["windows"][w]["shift"].get<int64_t>(), len);
-            detail::merge_window_logits(tail, logits.end.data() + offset, c["windows"][w]["shift"].get<int64_t>(), len);
+            detail::merge_window_logits(head, logits.start.data() + offset,
+                                        c["windows"][w]["shift"].get<int64_t>(), len);
+            detail::merge_window_logits(tail, logits.end.data() + offset,
+                                        c["windows"][w]["shift"].get<int64_t>(), len);
             offset += static_cast<size_t>(len);
           }
-          const std::vector<float> head_f(head.begin(), head.end()), tail_f(tail.begin(), tail.end());
-          worst = std::max({worst, max_abs_difference(head_f, h["head_logits"]), max_abs_difference(tail_f, h["tail_logits"])});
-          worst_cosine = std::min({worst_cosine, cosine(head_f, h["head_logits"]), cosine(tail_f, h["tail_logits"])});
+          const std::vector<float> head_f(head.begin(), head.end()),
+              tail_f(tail.begin(), tail.end());
+          worst = std::max({worst, max_abs_difference(head_f, h["head_logits"]),
+                            max_abs_difference(tail_f, h["tail_logits"])});
+          worst_cosine = std::min(
+              {worst_cosine, cosine(head_f, h["head_logits"]), cosine(tail_f, h["tail_logits"])});
         }
       INFO("worst |logit difference| " << worst << ", worst cosine " << worst_cosine);
-      if (backend == "ref") CHECK(worst < 1e-5);
-      else if (backend == "f32") CHECK(worst < 1e-4);
-      else CHECK(worst_cosine > 0.99);
+      if (backend == "ref")
+        CHECK(worst < 1e-5);
+      else if (backend == "f32")
+        CHECK(worst < 1e-4);
+      else
+        CHECK(worst_cosine > 0.99);
 
       // The pipeline: spans and offsets exactly ModelScope's (the goldens keep every logit at
       // least 1.3e-3 from the threshold, so f32 decides alike).
@@ -194,23 +215,27 @@ TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output", "[
       json output = json::array();
       for (const SiameseChain& chain : chains) {
         json links = json::array();
-        for (const SiameseSpan& s : chain) links.push_back({{"type", s.type}, {"span", s.span}, {"offset", {s.begin, s.end}}});
+        for (const SiameseSpan& s : chain)
+          links.push_back({{"type", s.type}, {"span", s.span}, {"offset", {s.begin, s.end}}});
         output.push_back(links);
       }
       CHECK(output == c["output"]["output"]);
       // The text's windows went through the shared layers once for the whole schema; every hint
       // of every level went once against each window.
       CHECK(counting.passes[HeadKind::siamese_text_states] == 1);
-      CHECK(counting.sequences[HeadKind::siamese_text_states] == static_cast<int64_t>(c["windows"].size()));
+      CHECK(counting.sequences[HeadKind::siamese_text_states] ==
+            static_cast<int64_t>(c["windows"].size()));
       size_t hints = 0;
       for (const json& call : c["calls"]) hints += call["hints"].size();
-      CHECK(counting.sequences[HeadKind::siamese_logits] == static_cast<int64_t>(hints * c["windows"].size()));
+      CHECK(counting.sequences[HeadKind::siamese_logits] ==
+            static_cast<int64_t>(hints * c["windows"].size()));
       // Without the reuse (what the benchmark compares with): the same answers, and the text's
       // shared layers once per hint.
       SiameseOptions no_reuse;
       no_reuse.reuse_text_states = false;
       CountingRunner counting_again(*runner);
-      CHECK(SiameseExtractor(counting_again, no_reuse).run({text}, schema).front().size() == chains.size());
+      CHECK(SiameseExtractor(counting_again, no_reuse).run({text}, schema).front().size() ==
+            chains.size());
       CHECK(counting_again.passes[HeadKind::siamese_text_states] == static_cast<int64_t>(hints));
     }
   }
@@ -223,7 +248,8 @@ TEST_CASE("SiameseUIE: bad requests", "[modelscope][siamese][errors]") {
   const SiameseExtractor extractor(runner);
   const Schema schema = parse_schema(json{{"人物", nullptr}});
   CHECK_THROWS_WITH(extractor.run({"好", ""}, schema), Catch::Contains("text 2: empty text"));
-  CHECK_THROWS_WITH(extractor.run({std::string("a\xff")}, schema), Catch::Contains("text 1: invalid UTF-8"));
+  CHECK_THROWS_WITH(extractor.run({std::string("a\xff")}, schema),
+                    Catch::Contains("text 1: invalid UTF-8"));
   ForwardRequest bad;
   bad.head.kind = HeadKind::siamese_logits;
   bad.batch.add(std::vector<int32_t>{101, 102}, {}, {}, 0);
@@ -240,7 +266,8 @@ TEST_CASE("SiameseUIE: bad requests", "[modelscope][siamese][errors]") {
   CHECK_THROWS_WITH(SiameseExtractor(mlm_runner), Catch::Contains("needs a siamese_uie model"));
 }
 
-TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores", "[modelscope][zero-shot]") {
+TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores",
+          "[modelscope][zero-shot]") {
   const json want = golden("structbert-zero-shot");
   REQUIRE(want["entailment_id"] == 0);
   REQUIRE(want["contradiction_id"] == 2);
@@ -252,9 +279,10 @@ TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores", "[mod
     CHECK(classifier.default_template() == "{}");
     for (const json& c : want["cases"]) {
       INFO("case " << c["name"].get<std::string>());
-      const std::vector<std::string> labels = c["candidate_labels"].is_string()
-                                                  ? parse_label_list(c["candidate_labels"].get<std::string>())
-                                                  : c["candidate_labels"].get<std::vector<std::string>>();
+      const std::vector<std::string> labels =
+          c["candidate_labels"].is_string()
+              ? parse_label_list(c["candidate_labels"].get<std::string>())
+              : c["candidate_labels"].get<std::vector<std::string>>();
       REQUIRE(labels == c["parsed_labels"].get<std::vector<std::string>>());
       const std::string text = c["text"].get<std::string>();
       const auto max_length = c["max_length"].get<size_t>();
@@ -263,8 +291,8 @@ TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores", "[mod
       ForwardRequest pairs;
       pairs.head.kind = HeadKind::classifier_logits;
       for (const json& pair : c["pairs"]) {
-        const Encoding e = model->tokenizer().encode_pair(text, pair["hypothesis"].get<std::string>(), max_length,
-                                                          Truncation::longest_first);
+        const Encoding e = model->tokenizer().encode_pair(
+            text, pair["hypothesis"].get<std::string>(), max_length, Truncation::longest_first);
         CHECK(e.ids == pair["input_ids"].get<std::vector<int32_t>>());
         CHECK(e.type_ids == pair["token_type_ids"].get<std::vector<int32_t>>());
         pairs.batch.add(e.ids, e.type_ids);
@@ -272,23 +300,28 @@ TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores", "[mod
       const std::vector<float> logits = runner->run(pairs).values;
       for (size_t p = 0; p < c["pairs"].size(); ++p) {
         const std::vector<float> row(logits.begin() + 3 * p, logits.begin() + 3 * (p + 1));
-        if (backend == "ref") CHECK(max_abs_difference(row, c["pairs"][p]["logits"]) < 1e-5);
-        else if (backend == "f32") CHECK(max_abs_difference(row, c["pairs"][p]["logits"]) < 1e-4);
+        if (backend == "ref")
+          CHECK(max_abs_difference(row, c["pairs"][p]["logits"]) < 1e-5);
+        else if (backend == "f32")
+          CHECK(max_abs_difference(row, c["pairs"][p]["logits"]) < 1e-4);
       }
       // The pipeline's scores, through the classifier (its texts fit the model's 128 positions:
       // only the 32-token case needs its own truncation, checked above).
       if (max_length < 128 || (backend != "ref" && backend != "f32")) continue;
       ClassifyOptions options;
       options.multi_label = c["multi_label"].get<bool>();
-      if (c.contains("hypothesis_template")) options.label_template = c["hypothesis_template"].get<std::string>();
+      if (c.contains("hypothesis_template"))
+        options.label_template = c["hypothesis_template"].get<std::string>();
       const ClassifyResult result = classifier.classify({text}, labels, options).front();
       REQUIRE(result.labels.size() == labels.size());
       for (size_t l = 0; l < labels.size(); ++l) {
         CHECK(result.labels[l].label == c["output"]["labels"][l].get<std::string>());
-        CHECK(std::fabs(result.labels[l].score - c["output"]["scores"][l].get<double>()) < (backend == "ref" ? 1e-5 : 1e-4));
+        CHECK(std::fabs(result.labels[l].score - c["output"]["scores"][l].get<double>()) <
+              (backend == "ref" ? 1e-5 : 1e-4));
       }
     }
   }
-  CHECK(parse_label_list("文化， 体育，军事,科技,,汽车 ") == std::vector<std::string>{"文化", "体育", "军事", "科技", "汽车"});
+  CHECK(parse_label_list("文化， 体育，军事,科技,,汽车 ") ==
+        std::vector<std::string>{"文化", "体育", "军事", "科技", "汽车"});
   CHECK(parse_label_list(" , ，").empty());
 }

@@ -25,7 +25,8 @@ using nlohmann::json;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define TINYBERT_COUNT_ALLOCATIONS 0
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
 #define TINYBERT_COUNT_ALLOCATIONS 0
 #endif
 #endif
@@ -48,12 +49,14 @@ thread_local bool in_hook = false;  // backtrace() and dladdr() may allocate the
   bool inside_onednn = false;
   for (int i = 0; i < depth && !inside_onednn; ++i) {
     Dl_info info;
-    inside_onednn = dladdr(frames[i], &info) && info.dli_fname && std::strstr(info.dli_fname, "libdnnl");
+    inside_onednn =
+        dladdr(frames[i], &info) && info.dli_fname && std::strstr(info.dli_fname, "libdnnl");
   }
   (inside_onednn ? onednn_allocations : our_allocations).fetch_add(1, std::memory_order_relaxed);
   if (inside_onednn) {
     int64_t largest = largest_onednn_allocation.load();
-    while (static_cast<int64_t>(bytes) > largest && !largest_onednn_allocation.compare_exchange_weak(largest, static_cast<int64_t>(bytes))) {
+    while (static_cast<int64_t>(bytes) > largest &&
+           !largest_onednn_allocation.compare_exchange_weak(largest, static_cast<int64_t>(bytes))) {
     }
   }
   in_hook = false;
@@ -112,7 +115,8 @@ std::pair<int64_t, int64_t> allocations_during(Fn&& fn) {
 Batch golden_batch(const json& golden) {
   Batch batch;
   for (const auto& seq : golden["sequences"])
-    batch.add(seq["input_ids"].get<std::vector<int32_t>>(), seq["token_type_ids"].get<std::vector<int32_t>>(),
+    batch.add(seq["input_ids"].get<std::vector<int32_t>>(),
+              seq["token_type_ids"].get<std::vector<int32_t>>(),
               seq.value("task_type_ids", std::vector<int32_t>{}));
   return batch;
 }
@@ -139,7 +143,8 @@ double cosine(const float* a, const double* b, int64_t n) {
 std::pair<double, double> compare(const HostMatrix& hidden, const std::vector<double>& want) {
   double worst_cosine = 1, worst_abs = 0;
   for (int64_t t = 0; t < hidden.rows(); ++t) {
-    worst_cosine = std::min(worst_cosine, cosine(hidden.row(t), want.data() + t * hidden.cols(), hidden.cols()));
+    worst_cosine = std::min(worst_cosine,
+                            cosine(hidden.row(t), want.data() + t * hidden.cols(), hidden.cols()));
     for (int64_t c = 0; c < hidden.cols(); ++c)
       worst_abs = std::max(worst_abs, std::fabs(hidden.row(t)[c] - want[t * hidden.cols() + c]));
   }
@@ -170,7 +175,8 @@ TEST_CASE("oneDNN backend matches the PyTorch goldens on the tiny models", "[one
   }
 }
 
-TEST_CASE("GEMM row counts come from a bounded set of buckets and padding changes nothing", "[onednn][buckets]") {
+TEST_CASE("GEMM row counts come from a bounded set of buckets and padding changes nothing",
+          "[onednn][buckets]") {
   std::set<int64_t> counts;
   for (int64_t rows = 1; rows <= 16384; ++rows) {
     const int64_t padded = OneDnnBackend::gemm_rows(rows);
@@ -224,7 +230,8 @@ TEST_CASE("oneDNN attention probabilities equal the reference's", "[onednn][atte
   REQUIRE(fast_ws.last_attention.size() == ref_ws.last_attention.size());
   double worst = 0;
   for (size_t i = 0; i < ref_ws.last_attention.size(); ++i)
-    worst = std::max(worst, double(std::fabs(fast_ws.last_attention[i] - ref_ws.last_attention[i])));
+    worst =
+        std::max(worst, double(std::fabs(fast_ws.last_attention[i] - ref_ws.last_attention[i])));
   CHECK(worst < 1e-5);
   Workspace<OneDnnBackend> quiet;
   Encoder(*model, fast).forward(batch, quiet);
@@ -236,7 +243,8 @@ TEST_CASE("oneDNN backend on bge-small-zh: CLS embeddings per precision", "[oned
   const auto model = test::convert_model(folder, "bge");
   const json ref = test::read_json(folder / "reference_outputs.json");
   Batch batch;
-  for (const auto& entry : ref["entries"]) batch.add(entry["input_ids"].get<std::vector<int32_t>>());
+  for (const auto& entry : ref["entries"])
+    batch.add(entry["input_ids"].get<std::vector<int32_t>>());
   for (Precision p : {Precision::f32, Precision::bf16, Precision::int8}) {
     OneDnnBackend backend(p);
     const Encoder encoder(*model, backend);
@@ -247,7 +255,8 @@ TEST_CASE("oneDNN backend on bge-small-zh: CLS embeddings per precision", "[oned
     double worst = 1;
     for (size_t i = 0; i < ref["entries"].size(); ++i) {
       const auto want = ref["entries"][i]["cls_fp32_activations"].get<std::vector<double>>();
-      worst = std::min(worst, cosine(cls.data() + i * want.size(), want.data(), static_cast<int64_t>(want.size())));
+      worst = std::min(worst, cosine(cls.data() + i * want.size(), want.data(),
+                                     static_cast<int64_t>(want.size())));
     }
     INFO(precision_name(p) << ": worst CLS cosine " << worst);
     const double bound = p == Precision::f32 ? 0.99999 : p == Precision::bf16 ? 0.999 : 0.99;
@@ -274,8 +283,9 @@ TEST_CASE("oneDNN forward pass allocates nothing once warm", "[onednn][allocatio
     encoder.forward(batch, ws);  // creates the primitives of these shapes and sizes the buffers
     const auto first = ws.hidden.to_vector();
     const auto [ours, onednn] = allocations_during([&] { encoder.forward(batch, ws); });
-    INFO(precision_name(p) << " (" << precision_name(backend.precision()) << "): " << ours << " allocations of ours, " << onednn
-                           << " inside oneDNN's " << executions << " primitive executions");
+    INFO(precision_name(p) << " (" << precision_name(backend.precision()) << "): " << ours
+                           << " allocations of ours, " << onednn << " inside oneDNN's "
+                           << executions << " primitive executions");
     CHECK(ours == 0);
     // oneDNN 2.6 builds a std::unordered_map of the arguments in every execute (a bucket array
     // and one node per argument: 4-6 allocations); the gemm-based kernels of the strided
@@ -296,7 +306,8 @@ TEST_CASE("oneDNN attention primitives are cached per head count", "[onednn][att
   batch.add(std::vector<int32_t>(len, 1));
   HostMatrix qkv, ref_context, fast_context;
   qkv.resize(len, 3 * hidden);
-  for (int64_t i = 0; i < len * 3 * hidden; ++i) qkv.data()[i] = static_cast<float>(std::sin(0.37 * i));
+  for (int64_t i = 0; i < len * 3 * hidden; ++i)
+    qkv.data()[i] = static_cast<float>(std::sin(0.37 * i));
   CpuRefBackend ref;
   OneDnnBackend fast(Precision::f32);
   for (int64_t heads : {2, 4, 8, 2}) {
@@ -314,7 +325,8 @@ TEST_CASE("oneDNN attention primitives are cached per head count", "[onednn][att
 // one model on two backends keeps one entry per backend (before, the second classifier hit the
 // first one's vectors).
 TEST_CASE("the label cache keys on the backend", "[onednn][classify]") {
-  const auto model = test::convert_model(test::test_data_dir() / "tiny/tiny-bert", "tiny-bert-label-cache");
+  const auto model =
+      test::convert_model(test::test_data_dir() / "tiny/tiny-bert", "tiny-bert-label-cache");
   auto cache = std::make_shared<LabelCache>(64);
   OwningRunner<CpuRefBackend> ref(*model);
   OwningRunner<OneDnnBackend> int8(*model, Precision::int8);
@@ -332,10 +344,12 @@ TEST_CASE("the label cache keys on the backend", "[onednn][classify]") {
 
 TEST_CASE("the oneDNN backend refuses f16, a CUDA precision", "[onednn]") {
   CHECK_THROWS_WITH(OneDnnBackend(Precision::f16), Catch::Contains("not f16"));
-  const auto model = test::convert_model(test::test_data_dir() / "tiny/tiny-bert", "tiny-bert-precisions");
+  const auto model =
+      test::convert_model(test::test_data_dir() / "tiny/tiny-bert", "tiny-bert-precisions");
   CHECK_THROWS_WITH(make_runner(*model, "f16"), Catch::Contains("not f16"));
   CHECK_THROWS_WITH(make_runner(*model, "fp8"), Catch::Contains("unknown precision 'fp8'"));
 #ifdef TINYBERT_HAVE_CUDA
-  CHECK_THROWS_WITH(make_runner(*model, "cuda-f32"), Catch::Contains("computes in f16, bf16 or int8"));
+  CHECK_THROWS_WITH(make_runner(*model, "cuda-f32"),
+                    Catch::Contains("computes in f16, bf16 or int8"));
 #endif
 }

@@ -27,9 +27,7 @@ Bytes read_bytes(const std::string& path) {
   return Bytes(std::istreambuf_iterator<char>(in), {});
 }
 
-void require_shared() {
-  tinybert::test::shared_path_or_skip("models");
-}
+void require_shared() { tinybert::test::shared_path_or_skip("models"); }
 
 // A parser run on hostile input may throw tinybert::Error or succeed; anything else fails.
 void error_or_ok(const std::function<void()>& parse) {
@@ -66,7 +64,8 @@ struct StEntry {
 Bytes make_safetensors(const std::string& header, const Bytes& data) {
   Bytes out;
   out.reserve(8 + header.size() + data.size());
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(uint64_t{header.size()} >> (8 * i)));
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<uint8_t>(uint64_t{header.size()} >> (8 * i)));
   for (char c : header) out.push_back(static_cast<uint8_t>(c));
   for (uint8_t b : data) out.push_back(b);
   return out;
@@ -75,8 +74,13 @@ std::string st_header(const std::vector<StEntry>& entries, const std::string& me
   std::string h = "{";
   if (!metadata.empty()) h.append("\"__metadata__\":").append(metadata).append(",");
   for (const auto& e : entries) {
-    h.append("\"").append(e.name).append("\":{\"dtype\":\"").append(e.dtype).append("\",\"shape\":[");
-    for (size_t i = 0; i < e.shape.size(); ++i) h.append(i ? "," : "").append(std::to_string(e.shape[i]));
+    h.append("\"")
+        .append(e.name)
+        .append("\":{\"dtype\":\"")
+        .append(e.dtype)
+        .append("\",\"shape\":[");
+    for (size_t i = 0; i < e.shape.size(); ++i)
+      h.append(i ? "," : "").append(std::to_string(e.shape[i]));
     h.append("],\"data_offsets\":[").append(std::to_string(e.begin)).append(",");
     h.append(std::to_string(e.end)).append("]},");
   }
@@ -85,8 +89,14 @@ std::string st_header(const std::vector<StEntry>& entries, const std::string& me
   return h;
 }
 
-void put16(Bytes& b, uint16_t v) { b.push_back(v & 0xff); b.push_back(v >> 8); }
-void put32(Bytes& b, uint32_t v) { put16(b, v & 0xffff); put16(b, v >> 16); }
+void put16(Bytes& b, uint16_t v) {
+  b.push_back(v & 0xff);
+  b.push_back(v >> 8);
+}
+void put32(Bytes& b, uint32_t v) {
+  put16(b, v & 0xffff);
+  put16(b, v >> 16);
+}
 
 // A STORED zip as torch.save lays it out (no ZIP64 records: the readers take both).
 Bytes make_zip(const std::vector<std::pair<std::string, Bytes>>& files, uint16_t method = 0) {
@@ -94,32 +104,58 @@ Bytes make_zip(const std::vector<std::pair<std::string, Bytes>>& files, uint16_t
   for (const auto& [name, data] : files) {
     const uint32_t offset = static_cast<uint32_t>(out.size());
     const uint32_t crc = convert::detail::crc32(data);
-    put32(out, 0x04034b50); put16(out, 20); put16(out, 0); put16(out, method); put32(out, 0);
-    put32(out, crc); put32(out, data.size()); put32(out, data.size());
-    put16(out, name.size()); put16(out, 0);
+    put32(out, 0x04034b50);
+    put16(out, 20);
+    put16(out, 0);
+    put16(out, method);
+    put32(out, 0);
+    put32(out, crc);
+    put32(out, data.size());
+    put32(out, data.size());
+    put16(out, name.size());
+    put16(out, 0);
     out.insert(out.end(), name.begin(), name.end());
     out.insert(out.end(), data.begin(), data.end());
-    put32(cd, 0x02014b50); put16(cd, 20); put16(cd, 20); put16(cd, 0); put16(cd, method);
-    put32(cd, 0); put32(cd, crc); put32(cd, data.size()); put32(cd, data.size());
-    put16(cd, name.size()); put16(cd, 0); put16(cd, 0); put16(cd, 0); put16(cd, 0); put32(cd, 0);
+    put32(cd, 0x02014b50);
+    put16(cd, 20);
+    put16(cd, 20);
+    put16(cd, 0);
+    put16(cd, method);
+    put32(cd, 0);
+    put32(cd, crc);
+    put32(cd, data.size());
+    put32(cd, data.size());
+    put16(cd, name.size());
+    put16(cd, 0);
+    put16(cd, 0);
+    put16(cd, 0);
+    put16(cd, 0);
+    put32(cd, 0);
     put32(cd, offset);
     cd.insert(cd.end(), name.begin(), name.end());
   }
   const uint32_t cd_offset = static_cast<uint32_t>(out.size());
   out.insert(out.end(), cd.begin(), cd.end());
-  put32(out, 0x06054b50); put16(out, 0); put16(out, 0); put16(out, files.size());
-  put16(out, files.size()); put32(out, cd.size()); put32(out, cd_offset); put16(out, 0);
+  put32(out, 0x06054b50);
+  put16(out, 0);
+  put16(out, 0);
+  put16(out, files.size());
+  put16(out, files.size());
+  put32(out, cd.size());
+  put32(out, cd_offset);
+  put16(out, 0);
   return out;
 }
 
-// Pickle of {"w": _rebuild_tensor_v2(('storage', torch.FloatStorage, '0', 'cpu', 4), 0, (2,2), (2,1), False, OrderedDict())}
+// Pickle of {"w": _rebuild_tensor_v2(('storage', torch.FloatStorage, '0', 'cpu', 4), 0, (2,2),
+// (2,1), False, OrderedDict())}
 Bytes tiny_pickle() {
   using namespace std::string_literals;
   const std::string p = "\x80\x02}q\x00"s + "X\x01\x00\x00\x00"s + "w" +
                         "ctorch._utils\n_rebuild_tensor_v2\n((" + "X\x07\x00\x00\x00"s + "storage" +
-                        "ctorch\nFloatStorage\n" + "X\x01\x00\x00\x00"s + "0" + "X\x03\x00\x00\x00"s +
-                        "cpu" + "K\x04tQ" + "K\x00"s + "K\x02K\x02\x86K\x02K\x01\x86\x89" +
-                        "ccollections\nOrderedDict\n)RtRs.";
+                        "ctorch\nFloatStorage\n" + "X\x01\x00\x00\x00"s + "0" +
+                        "X\x03\x00\x00\x00"s + "cpu" + "K\x04tQ" + "K\x00"s +
+                        "K\x02K\x02\x86K\x02K\x01\x86\x89" + "ccollections\nOrderedDict\n)RtRs.";
   return Bytes(p.begin(), p.end());
 }
 Bytes floats_bytes(std::initializer_list<float> v) {
@@ -128,14 +164,17 @@ Bytes floats_bytes(std::initializer_list<float> v) {
   return b;
 }
 
-void fuzz(const Bytes& valid, unsigned seed, int trials, const std::function<void(std::span<const uint8_t>)>& parse) {
-  for (size_t len = 0; len < valid.size(); len += (len < 64 ? 1 : std::max<size_t>(1, valid.size() / 50)))
+void fuzz(const Bytes& valid, unsigned seed, int trials,
+          const std::function<void(std::span<const uint8_t>)>& parse) {
+  for (size_t len = 0; len < valid.size();
+       len += (len < 64 ? 1 : std::max<size_t>(1, valid.size() / 50)))
     error_or_ok([&] { parse(std::span<const uint8_t>(valid.data(), len)); });
   std::mt19937 rng(seed);
   for (int trial = 0; trial < trials; ++trial) {
     Bytes bad = valid;
     const int flips = 1 + static_cast<int>(rng() % 4);
-    for (int i = 0; i < flips; ++i) bad[rng() % bad.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    for (int i = 0; i < flips; ++i)
+      bad[rng() % bad.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
     if (rng() % 4 == 0) bad[rng() % bad.size()] = static_cast<uint8_t>(rng());
     error_or_ok([&] { parse(bad); });
   }
@@ -172,7 +211,8 @@ TEST_CASE("safetensors: malformed headers are Errors", "[readers]") {
   const Bytes data = floats_bytes({1, 2, 3, 4});
   const auto bad = [&](const std::string& header, const char* expected) {
     INFO(header);
-    REQUIRE_THROWS_WITH(parse_safetensors(make_safetensors(header, data), "t"), ContainsSubstring(expected));
+    REQUIRE_THROWS_WITH(parse_safetensors(make_safetensors(header, data), "t"),
+                        ContainsSubstring(expected));
   };
   bad(st_header({{"a", "F64", {2}, 0, 16}}), "unsupported dtype 'F64'");
   bad(st_header({{"a", "I64", {2}, 0, 16}}), "tensor a");
@@ -180,14 +220,16 @@ TEST_CASE("safetensors: malformed headers are Errors", "[readers]") {
   bad(st_header({{"a", "F32", {3}, 0, 8}}), "expected 12 bytes");
   bad(st_header({{"a", "F32", {2}, 8, 0}}), "begin 8 > end 0");
   bad(st_header({{"a", "F32", {4}, 8, 24}}), "beyond the data area");
-  bad(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", "twice");
+  bad(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+      "twice");
   bad(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", "non-negative");
   bad(R"({"a":{"dtype":"F32","shape":[2]}})", "data_offsets");
   bad(R"({"__metadata__":{"k":1}})", "expected a string");
   bad(R"([1,2])", "JSON object");
   bad(R"({"a":)", "not valid JSON");
   bad(std::string(100, '[') + std::string(100, ']'), "nested deeper");
-  bad(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", "overflow");
+  bad(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
+      "overflow");
   Bytes huge = make_safetensors("{}", data);
   huge[7] = 0x7f;  // header size far beyond the file
   REQUIRE_THROWS_WITH(parse_safetensors(huge, "t"), ContainsSubstring("exceeds the file"));
@@ -229,7 +271,8 @@ TEST_CASE("pytorch: every storage type, views, strides, tied keys", "[readers]")
   const SourceModel m = read_pytorch_bin(kData + "torch_small.pt");
   CHECK(values<float>(get(m, "f32")) == std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
   CHECK(get(m, "transposed").shape == Shape{4, 3});
-  CHECK(values<float>(get(m, "transposed")) == std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
+  CHECK(values<float>(get(m, "transposed")) ==
+        std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
   CHECK(values<float>(get(m, "row_view")) == std::vector<float>{4, 5, 6, 7});
   const auto f16 = values<uint16_t>(get(m, "f16"));
   REQUIRE(f16.size() == 5);
@@ -251,24 +294,30 @@ TEST_CASE("pytorch: nested state_dict, legacy format, unsupported content", "[re
   const SourceModel nested = read_pytorch_bin(kData + "torch_nested.pt");
   REQUIRE(nested.tensors.size() == 1);
   CHECK(values<float>(get(nested, "w")) == std::vector<float>{1, 1, 1, 1});
-  REQUIRE_THROWS_WITH(read_pytorch_bin(kData + "torch_legacy.pt"), ContainsSubstring("legacy (non-zip)"));
+  REQUIRE_THROWS_WITH(read_pytorch_bin(kData + "torch_legacy.pt"),
+                      ContainsSubstring("legacy (non-zip)"));
 
   const Bytes storage = floats_bytes({1, 2, 3, 4});
   const Bytes ok = make_zip({{"archive/data.pkl", tiny_pickle()}, {"archive/data/0", storage}});
   CHECK(values<float>(get(parse_pytorch_bin(ok, "t"), "w")) == std::vector<float>{1, 2, 3, 4});
 
-  REQUIRE_THROWS_WITH(parse_pytorch_bin(make_zip({{"archive/data.pkl", tiny_pickle()}, {"archive/data/0", storage}}, 8), "t"),
-                      ContainsSubstring("compressed"));
+  REQUIRE_THROWS_WITH(
+      parse_pytorch_bin(
+          make_zip({{"archive/data.pkl", tiny_pickle()}, {"archive/data/0", storage}}, 8), "t"),
+      ContainsSubstring("compressed"));
   Bytes pkl = tiny_pickle();
   pkl.insert(pkl.begin() + 2, {'I', '1', '\n'});  // INT: a protocol-0 opcode torch never writes
-  REQUIRE_THROWS_WITH(parse_pytorch_bin(make_zip({{"a/data.pkl", pkl}, {"a/data/0", storage}}), "t"),
-                      ContainsSubstring("unsupported pickle opcode 0x49 at byte 2"));
+  REQUIRE_THROWS_WITH(
+      parse_pytorch_bin(make_zip({{"a/data.pkl", pkl}, {"a/data/0", storage}}), "t"),
+      ContainsSubstring("unsupported pickle opcode 0x49 at byte 2"));
   using namespace std::string_literals;
   const std::string evil = "\x80\x02"s + "cos\nsystem\n" + "X\x02\x00\x00\x00"s + "ls\x85R.";
-  REQUIRE_THROWS_WITH(parse_pytorch_bin(make_zip({{"a/data.pkl", Bytes(evil.begin(), evil.end())}}), "t"),
-                      ContainsSubstring("unsupported callable os.system"));
-  REQUIRE_THROWS_WITH(parse_pytorch_bin(make_zip({{"a/data.pkl", tiny_pickle()}, {"a/data/0", Bytes(8)}}), "t"),
-                      ContainsSubstring("past its storage"));
+  REQUIRE_THROWS_WITH(
+      parse_pytorch_bin(make_zip({{"a/data.pkl", Bytes(evil.begin(), evil.end())}}), "t"),
+      ContainsSubstring("unsupported callable os.system"));
+  REQUIRE_THROWS_WITH(
+      parse_pytorch_bin(make_zip({{"a/data.pkl", tiny_pickle()}, {"a/data/0", Bytes(8)}}), "t"),
+      ContainsSubstring("past its storage"));
   REQUIRE_THROWS_WITH(parse_pytorch_bin(make_zip({{"a/data.pkl", tiny_pickle()}}), "t"),
                       ContainsSubstring("a/data/0 is missing"));
   Bytes crc = ok;
@@ -277,11 +326,13 @@ TEST_CASE("pytorch: nested state_dict, legacy format, unsupported content", "[re
 }
 
 TEST_CASE("pytorch: truncations and corruptions never crash", "[readers][fuzz]") {
-  fuzz(read_bytes(kData + "torch_small.pt"), 2, 400, [](std::span<const uint8_t> b) { parse_pytorch_bin(b, "fuzz"); });
+  fuzz(read_bytes(kData + "torch_small.pt"), 2, 400,
+       [](std::span<const uint8_t> b) { parse_pytorch_bin(b, "fuzz"); });
   // Corrupt the pickle itself (inside a valid zip) so the interpreter sees hostile opcodes.
   const Bytes storage = floats_bytes({1, 2, 3, 4});
   fuzz(tiny_pickle(), 3, 600, [&](std::span<const uint8_t> b) {
-    parse_pytorch_bin(make_zip({{"a/data.pkl", Bytes(b.begin(), b.end())}, {"a/data/0", storage}}), "fuzz");
+    parse_pytorch_bin(make_zip({{"a/data.pkl", Bytes(b.begin(), b.end())}, {"a/data/0", storage}}),
+                      "fuzz");
   });
 }
 
@@ -333,7 +384,9 @@ TEST_CASE("onnx: bge-small-zh int8 graph traced to HF names", "[readers][shared]
   // Values computed with numpy from the ONNX initializers: W[o][i] = (q[i][o] - zp[o]) * scale[o].
   const SourceTensor& w = get(m, "encoder.layer.2.intermediate.dense.weight");
   const auto q = values<int8_t>(w);
-  const auto at = [&](int64_t r, int64_t c) { return q[static_cast<size_t>(r * 512 + c)] * w.row_scales[static_cast<size_t>(r)]; };
+  const auto at = [&](int64_t r, int64_t c) {
+    return q[static_cast<size_t>(r * 512 + c)] * w.row_scales[static_cast<size_t>(r)];
+  };
   CHECK(at(0, 0) == 0.0050811767578125f);
   CHECK(at(5, 7) == -0.0073871612548828125f);
   CHECK(at(2047, 511) == -0.0194549560546875f);
@@ -377,18 +430,18 @@ TEST_CASE("onnx: small quantized + fp32 graph", "[readers]") {
 }
 
 TEST_CASE("onnx: external data and malformed files are Errors", "[readers]") {
-  REQUIRE_THROWS_WITH(read_onnx(kData + "onnx_external.onnx"), ContainsSubstring("external data not supported"));
-  REQUIRE_THROWS_AS(parse_onnx(Bytes{0x08}, "t"), Error);                  // varint cut short
-  REQUIRE_THROWS_AS(parse_onnx(Bytes{0x3a, 0x05, 0x0a}, "t"), Error);      // length past the end
-  REQUIRE_THROWS_AS(parse_onnx(Bytes{0x0b, 0x00}, "t"), Error);            // group wire type
-  REQUIRE_THROWS_AS(parse_onnx(Bytes(12, 0xff), "t"), Error);              // varint > 10 bytes
+  REQUIRE_THROWS_WITH(read_onnx(kData + "onnx_external.onnx"),
+                      ContainsSubstring("external data not supported"));
+  REQUIRE_THROWS_AS(parse_onnx(Bytes{0x08}, "t"), Error);              // varint cut short
+  REQUIRE_THROWS_AS(parse_onnx(Bytes{0x3a, 0x05, 0x0a}, "t"), Error);  // length past the end
+  REQUIRE_THROWS_AS(parse_onnx(Bytes{0x0b, 0x00}, "t"), Error);        // group wire type
+  REQUIRE_THROWS_AS(parse_onnx(Bytes(12, 0xff), "t"), Error);          // varint > 10 bytes
   REQUIRE_THROWS_WITH(parse_onnx(Bytes{0x08, 0x01}, "t"), ContainsSubstring("not an ONNX model"));
 }
 
 TEST_CASE("onnx: truncations and corruptions never crash", "[readers][fuzz]") {
-  fuzz(read_bytes(kData + "onnx_small.onnx"), 4, 600, [](std::span<const uint8_t> b) {
-    onnx_to_source(parse_onnx(b, "fuzz"));
-  });
+  fuzz(read_bytes(kData + "onnx_small.onnx"), 4, 600,
+       [](std::span<const uint8_t> b) { onnx_to_source(parse_onnx(b, "fuzz")); });
 }
 
 TEST_CASE("onnx: truncated real file", "[readers][shared][fuzz]") {

@@ -28,7 +28,8 @@ std::string tiny_model(const std::string& name) {
   const auto out = tinybert::test::scratch_dir("server") / (name + ".tbw");
   if (!fs::exists(out)) {
     tinybert::convert::ConvertOptions options;
-    tinybert::convert::convert_folder(tinybert::test::test_data_dir() / "tiny" / name, out.string(), options);
+    tinybert::convert::convert_folder(tinybert::test::test_data_dir() / "tiny" / name, out.string(),
+                                      options);
   }
   return out.string();
 }
@@ -45,7 +46,7 @@ std::string real_model(const std::string& name) {
 
 std::vector<std::string> tiny_models() {
   return {"--model", "bert=" + tiny_model("tiny-bert"), "--model", "mlm=" + tiny_model("tiny-mlm"),
-          "--model", "uie=" + tiny_model("tiny-uie"), "--model", "nli=" + tiny_model("tiny-nli")};
+          "--model", "uie=" + tiny_model("tiny-uie"),   "--model", "nli=" + tiny_model("tiny-nli")};
 }
 
 // tinybert-server in a child process on a free port; stopped with SIGTERM (and checked to exit
@@ -53,10 +54,12 @@ std::vector<std::string> tiny_models() {
 class ServerProcess {
  public:
   explicit ServerProcess(std::vector<std::string> args) {
-    const auto port_file = tinybert::test::scratch_dir("server") / ("port-" + std::to_string(++count_));
+    const auto port_file =
+        tinybert::test::scratch_dir("server") / ("port-" + std::to_string(++count_));
     fs::remove(port_file);
     args.insert(args.end(), {"--port", "0", "--port-file", port_file.string()});
-    if (std::find(args.begin(), args.end(), "--backend") == args.end()) args.insert(args.end(), {"--backend", "f32"});
+    if (std::find(args.begin(), args.end(), "--backend") == args.end())
+      args.insert(args.end(), {"--backend", "f32"});
     std::vector<char*> argv{const_cast<char*>(TINYBERT_SERVER)};
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -103,7 +106,9 @@ class ServerProcess {
   httplib::Result post(const std::string& path, const std::string& body) const {
     return client().Post(path.c_str(), body, "application/json");
   }
-  httplib::Result post(const std::string& path, const json& body) const { return post(path, body.dump()); }
+  httplib::Result post(const std::string& path, const json& body) const {
+    return post(path, body.dump());
+  }
   httplib::Result get(const std::string& path) const { return client().Get(path.c_str()); }
 
  private:
@@ -135,7 +140,8 @@ json error_of(const httplib::Result& r, int status) {
 TEST_CASE("every endpoint answers on the tiny models", "[server]") {
   const ServerProcess server(tiny_models());
 
-  const json classify = body_of(server.post("/v1/classify", json{{"input", {"天气", "水"}}, {"labels", {"a", "b", "c"}}}));
+  const json classify = body_of(
+      server.post("/v1/classify", json{{"input", {"天气", "水"}}, {"labels", {"a", "b", "c"}}}));
   CHECK(classify["model"] == "bert");
   CHECK(classify["mode"] == "embedding");
   REQUIRE(classify["results"].size() == 2);
@@ -143,10 +149,12 @@ TEST_CASE("every endpoint answers on the tiny models", "[server]") {
   CHECK(classify["results"][0]["labels"].size() == 3);
   CHECK(classify["latency_ms"].get<double>() >= 0);
 
-  const json nli = body_of(server.post("/v1/classify", json{{"model", "nli"}, {"input", "天气"}, {"labels", {"a", "b"}}}));
+  const json nli = body_of(server.post(
+      "/v1/classify", json{{"model", "nli"}, {"input", "天气"}, {"labels", {"a", "b"}}}));
   CHECK(nli["mode"] == "nli");
 
-  const json fill = body_of(server.post("/v1/fill-mask", json{{"input", "天[MASK]水"}, {"top_k", 3}, {"attribution", 2}}));
+  const json fill = body_of(server.post(
+      "/v1/fill-mask", json{{"input", "天[MASK]水"}, {"top_k", 3}, {"attribution", 2}}));
   REQUIRE(fill["results"].size() == 1);
   const json& mask = fill["results"][0]["masks"][0];
   CHECK(mask["candidates"].size() == 3);
@@ -154,11 +162,13 @@ TEST_CASE("every endpoint answers on the tiny models", "[server]") {
   CHECK(mask["end"] == 7);
   CHECK(mask["attribution"].size() == 2);
 
-  const json extract = body_of(server.post("/v1/extract", json{{"input", {"天气水", "水"}}, {"schema", {"天", {{"水", {"气"}}}}}}));
+  const json extract = body_of(server.post(
+      "/v1/extract", json{{"input", {"天气水", "水"}}, {"schema", {"天", {{"水", {"气"}}}}}}));
   CHECK(extract["model"] == "uie");
   CHECK(extract["results"].size() == 2);
 
-  const json embeddings = body_of(server.post("/v1/embeddings", json{{"input", {"天气", "水水水"}}}));
+  const json embeddings =
+      body_of(server.post("/v1/embeddings", json{{"input", {"天气", "水水水"}}}));
   REQUIRE(embeddings["data"].size() == 2);
   CHECK(embeddings["data"][1]["index"] == 1);
   CHECK(embeddings["data"][0]["embedding"].size() == 32);
@@ -178,19 +188,23 @@ TEST_CASE("every endpoint answers on the tiny models", "[server]") {
 
   const json openapi = body_of(server.get("/openapi.json"));
   CHECK(openapi["openapi"] == "3.0.3");
-  for (const char* path : {"/v1/classify", "/v1/fill-mask", "/v1/extract", "/v1/embeddings", "/v1/models", "/health",
-                           "/metrics", "/openapi.json"})
+  for (const char* path : {"/v1/classify", "/v1/fill-mask", "/v1/extract", "/v1/embeddings",
+                           "/v1/models", "/health", "/metrics", "/openapi.json"})
     CHECK(openapi["paths"].contains(path));
 
   const auto metrics = server.get("/metrics");
   REQUIRE(metrics);
   CHECK(metrics->get_header_value("Content-Type").find("text/plain") == 0);
-  CHECK_THAT(metrics->body, Catch::Contains("tinybert_requests_total{endpoint=\"/v1/classify\",status=\"200\"} 2"));
-  CHECK_THAT(metrics->body, Catch::Contains("tinybert_request_duration_seconds_bucket{endpoint=\"/v1/extract\""));
+  CHECK_THAT(
+      metrics->body,
+      Catch::Contains("tinybert_requests_total{endpoint=\"/v1/classify\",status=\"200\"} 2"));
+  CHECK_THAT(metrics->body,
+             Catch::Contains("tinybert_request_duration_seconds_bucket{endpoint=\"/v1/extract\""));
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_batch_tokens_bucket{model=\"uie\""));
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_batch_run_seconds_count{model=\"uie\"}"));
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_queue_depth{model=\"bert\"} 0"));
-  CHECK_THAT(metrics->body, Catch::Contains("tinybert_label_cache_misses_total 3"));  // a, b, c once
+  CHECK_THAT(metrics->body,
+             Catch::Contains("tinybert_label_cache_misses_total 3"));  // a, b, c once
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_label_cache_hit_ratio"));
 
   const auto page = server.get("/");
@@ -202,10 +216,12 @@ TEST_CASE("every endpoint answers on the tiny models", "[server]") {
 
 TEST_CASE("malformed requests are 400s that say what and where", "[server][errors]") {
   const ServerProcess server(tiny_models());
-  json e = error_of(server.post("/v1/classify", std::string(R"({"input": "x", "labels": ["a",)")), 400);
+  json e =
+      error_of(server.post("/v1/classify", std::string(R"({"input": "x", "labels": ["a",)")), 400);
   CHECK(e["type"] == "invalid_json");
   CHECK(e["position"] == 30);
-  e = error_of(server.post("/v1/embeddings", std::string("{\"input\": \"\xff\xfe\"}")), 400);  // invalid UTF-8
+  e = error_of(server.post("/v1/embeddings", std::string("{\"input\": \"\xff\xfe\"}")),
+               400);  // invalid UTF-8
   CHECK(e["type"] == "invalid_json");
   e = error_of(server.post("/v1/embeddings", std::string("[1, 2]")), 400);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("JSON object"));
@@ -216,7 +232,8 @@ TEST_CASE("malformed requests are 400s that say what and where", "[server][error
   e = error_of(server.post("/v1/fill-mask", json{{"input", "[MASK]"}, {"top_k", 0}}), 400);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("1..50"));
   e = error_of(server.post("/v1/embeddings", json{{"input", 42}}), 400);
-  CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("'input' must be a string or a list of strings"));
+  CHECK_THAT(e["message"].get<std::string>(),
+             Catch::Contains("'input' must be a string or a list of strings"));
   e = error_of(server.post("/v1/embeddings", json{{"input", {"a", 7}}}), 400);
   CHECK(e["input_index"] == 1);
   e = error_of(server.post("/v1/embeddings", json::object()), 400);
@@ -225,8 +242,11 @@ TEST_CASE("malformed requests are 400s that say what and where", "[server][error
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("empty"));
   // one string is a list split on "," and "，" (ModelScope's form); other types are errors
   e = error_of(server.post("/v1/classify", json{{"input", "x"}, {"labels", 42}}), 400);
-  CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("'labels' must be a list of strings"));
-  CHECK(body_of(server.post("/v1/classify", json{{"input", "x"}, {"labels", "a，b"}}))["results"][0]["labels"].size() == 2);
+  CHECK_THAT(e["message"].get<std::string>(),
+             Catch::Contains("'labels' must be a list of strings"));
+  CHECK(body_of(server.post("/v1/classify",
+                            json{{"input", "x"}, {"labels", "a，b"}}))["results"][0]["labels"]
+            .size() == 2);
   // bad mask syntax: which input, which character
   e = error_of(server.post("/v1/fill-mask", json{{"input", {"天[MASK]", "天气水"}}}), 400);
   CHECK(e["input_index"] == 1);
@@ -239,7 +259,8 @@ TEST_CASE("malformed requests are 400s that say what and where", "[server][error
   e = error_of(server.post("/v1/extract", json{{"input", "天气"}, {"schema", ""}}), 400);
   e = error_of(server.post("/v1/extract", json{{"input", "天气"}}), 400);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("missing field 'schema'"));
-  e = error_of(server.post("/v1/extract", json{{"input", "天气"}, {"schema", "天"}, {"threshold", 1}}), 400);
+  e = error_of(
+      server.post("/v1/extract", json{{"input", "天气"}, {"schema", "天"}, {"threshold", 1}}), 400);
   // a model that does not serve the task
   e = error_of(server.post("/v1/fill-mask", json{{"model", "uie"}, {"input", "天[MASK]"}}), 400);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("does not serve fill-mask"));
@@ -317,17 +338,22 @@ TEST_CASE("classify with calibrate and a list of templates; content-free inputs 
 TEST_CASE("over-limit requests are 413s, unknown things 404s, wrong methods 405s",
           "[server][errors]") {
   auto args = tiny_models();
-  args.insert(args.end(), {"--max-body-bytes", "4096", "--max-inputs", "3", "--max-chars", "20", "--max-labels", "2",
-                           "--max-schema-names", "3"});
+  args.insert(args.end(), {"--max-body-bytes", "4096", "--max-inputs", "3", "--max-chars", "20",
+                           "--max-labels", "2", "--max-schema-names", "3"});
   const ServerProcess server(args);
   json e = error_of(server.post("/v1/embeddings", json{{"input", std::string(5000, 'a')}}), 413);
   e = error_of(server.post("/v1/embeddings", json{{"input", {"a", "b", "c", "d"}}}), 413);
   CHECK(e["type"] == "too_large");
-  e = error_of(server.post("/v1/embeddings", json{{"input", {"a", "天天天天天天天天天天天天天天天天天天天天天"}}}), 413);
+  e = error_of(server.post("/v1/embeddings",
+                           json{{"input", {"a", "天天天天天天天天天天天天天天天天天天天天天"}}}),
+               413);
   CHECK(e["input_index"] == 1);
   e = error_of(server.post("/v1/classify", json{{"input", "a"}, {"labels", {"a", "b", "c"}}}), 413);
-  e = error_of(server.post("/v1/extract", json{{"input", "a"}, {"schema", {"a", "b", {{"c", {"d"}}}}}}), 413);
-  e = error_of(server.post("/v1/classify", json{{"model", "nope"}, {"input", "a"}, {"labels", {"a"}}}), 404);
+  e = error_of(
+      server.post("/v1/extract", json{{"input", "a"}, {"schema", {"a", "b", {{"c", {"d"}}}}}}),
+      413);
+  e = error_of(
+      server.post("/v1/classify", json{{"model", "nope"}, {"input", "a"}, {"labels", {"a"}}}), 404);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("unknown model 'nope'"));
   e = error_of(server.get("/v2/classify"), 404);
   e = error_of(server.get("/v1/classify"), 405);
@@ -343,20 +369,23 @@ TEST_CASE("a task without a model is a 404 and the models list says so", "[serve
   CHECK(models["tasks"]["fill-mask"] == "mlm");
 }
 
-TEST_CASE("concurrent requests are merged into batches and answered as if alone", "[server][batching]") {
+TEST_CASE("concurrent requests are merged into batches and answered as if alone",
+          "[server][batching]") {
   auto args = tiny_models();
   args.insert(args.end(), {"--max-wait-ms", "50"});
   const ServerProcess batched(args);
   args.push_back("--no-batching");
   const ServerProcess alone(args);
-  const std::vector<std::string> texts = {"天", "天气", "水水", "天气水", "气", "水天", "气气气", "天水气天"};
+  const std::vector<std::string> texts = {"天", "天气", "水水",   "天气水",
+                                          "气", "水天", "气气气", "天水气天"};
   const auto request = [&](const std::string& text) {
     return json{{"input", text}, {"labels", {"天", "水"}}, {"template", "{}"}};
   };
   // Catch2's assertions are not thread-safe: the threads only send, the checks run here.
   std::vector<std::future<httplib::Result>> merged;
   for (const auto& text : texts)
-    merged.push_back(std::async(std::launch::async, [&, text] { return batched.post("/v1/classify", request(text)); }));
+    merged.push_back(std::async(std::launch::async,
+                                [&, text] { return batched.post("/v1/classify", request(text)); }));
   for (size_t i = 0; i < texts.size(); ++i) {
     const json one = body_of(merged[i].get());
     const json reference = body_of(alone.post("/v1/classify", request(texts[i])));
@@ -371,20 +400,26 @@ TEST_CASE("concurrent requests are merged into batches and answered as if alone"
   // At least one batch held more than one request's pass (they all arrived within 50 ms).
   const auto metrics = batched.get("/metrics");
   REQUIRE(metrics);
-  CHECK_THAT(metrics->body, !Catch::Contains("tinybert_batch_passes_bucket{model=\"bert\",le=\"1\"} 9"));
+  CHECK_THAT(metrics->body,
+             !Catch::Contains("tinybert_batch_passes_bucket{model=\"bert\",le=\"1\"} 9"));
   const auto alone_metrics = alone.get("/metrics");
-  CHECK_THAT(alone_metrics->body, Catch::Contains("tinybert_batch_passes_bucket{model=\"bert\",le=\"1\"} 9"));
+  CHECK_THAT(alone_metrics->body,
+             Catch::Contains("tinybert_batch_passes_bucket{model=\"bert\",le=\"1\"} 9"));
 }
 
-TEST_CASE("a full queue answers 503 with Retry-After, a passed deadline 504", "[server][batching]") {
+TEST_CASE("a full queue answers 503 with Retry-After, a passed deadline 504",
+          "[server][batching]") {
   SECTION("queue") {
     auto args = tiny_models();
     // The first pass waits 2 s for company it cannot take (token budget), so the others queue.
-    args.insert(args.end(), {"--queue-size", "1", "--max-wait-ms", "2000", "--max-batch-tokens", "8"});
+    args.insert(args.end(),
+                {"--queue-size", "1", "--max-wait-ms", "2000", "--max-batch-tokens", "8"});
     const ServerProcess server(args);
     std::vector<std::future<httplib::Result>> replies;
     for (int i = 0; i < 4; ++i) {
-      replies.push_back(std::async(std::launch::async, [&] { return server.post("/v1/embeddings", json{{"input", "天气水"}}); }));
+      replies.push_back(std::async(std::launch::async, [&] {
+        return server.post("/v1/embeddings", json{{"input", "天气水"}});
+      }));
       std::this_thread::sleep_for(100ms);
     }
     int ok = 0, overloaded = 0;
@@ -412,9 +447,12 @@ TEST_CASE("a full queue answers 503 with Retry-After, a passed deadline 504", "[
 
 TEST_CASE("SIGTERM finishes the requests in flight, then the server exits 0", "[server]") {
   auto args = tiny_models();
-  args.insert(args.end(), {"--max-wait-ms", "1500"});  // the request is still waiting when SIGTERM comes
+  args.insert(args.end(),
+              {"--max-wait-ms", "1500"});  // the request is still waiting when SIGTERM comes
   ServerProcess server(args);
-  auto reply = std::async(std::launch::async, [&] { return server.post("/v1/embeddings", json{{"input", "天气水"}}); });
+  auto reply = std::async(std::launch::async, [&] {
+    return server.post("/v1/embeddings", json{{"input", "天气水"}});
+  });
   std::this_thread::sleep_for(300ms);
   CHECK(server.stop() == 0);
   const auto r = reply.get();
@@ -423,8 +461,10 @@ TEST_CASE("SIGTERM finishes the requests in flight, then the server exits 0", "[
 }
 
 #ifdef TINYBERT_HAVE_CUDA  // the server links tinybert::cuda too
-TEST_CASE("a server asked for the GPU serves on the CPU when there is none", "[server][cuda-fallback]") {
-  if (!tinybert::cuda_unavailable_reason()) tinybert::test::skip("a GPU is present: the fallback path is not taken");
+TEST_CASE("a server asked for the GPU serves on the CPU when there is none",
+          "[server][cuda-fallback]") {
+  if (!tinybert::cuda_unavailable_reason())
+    tinybert::test::skip("a GPU is present: the fallback path is not taken");
   auto args = tiny_models();
   args.insert(args.end(), {"--backend", "cuda-f16"});
   const ServerProcess server(args);
@@ -444,23 +484,30 @@ TEST_CASE("CORS headers only when asked for", "[server]") {
 
 TEST_CASE("the real models answer as their references say", "[server][real]") {
   const ServerProcess server({"--model", "bge=" + real_model("bge-small-zh-v1.5"), "--model",
-                              "mlm=" + real_model("demo-mlm"), "--model", "uie=" + real_model("demo-uie")});
-  const json sentiment = body_of(server.post(
-      "/v1/classify", json{{"input", "这家餐厅的菜非常好吃，服务也很周到"}, {"labels", {"正面", "负面"}}, {"template", "这是一条{}评论"}}));
+                              "mlm=" + real_model("demo-mlm"), "--model",
+                              "uie=" + real_model("demo-uie")});
+  const json sentiment =
+      body_of(server.post("/v1/classify", json{{"input", "这家餐厅的菜非常好吃，服务也很周到"},
+                                               {"labels", {"正面", "负面"}},
+                                               {"template", "这是一条{}评论"}}));
   CHECK(sentiment["results"][0]["labels"][0]["label"] == "正面");
 
-  const json references = tinybert::test::read_json(tinybert::test::shared_dir() / "models/demo-uie/reference_outputs.json");
+  const json references = tinybert::test::read_json(tinybert::test::shared_dir() /
+                                                    "models/demo-uie/reference_outputs.json");
   const json& first = references["cases"][0];
-  const json extract = body_of(server.post("/v1/extract", json{{"input", first["text"]}, {"schema", first["prompt"]}}));
+  const json extract = body_of(
+      server.post("/v1/extract", json{{"input", first["text"]}, {"schema", first["prompt"]}}));
   INFO(extract.dump());
   const json& span = extract["results"][0][first["prompt"].get<std::string>()][0];
   const json& expected = first["spans"][0];
   CHECK(span["text"] == expected["text"]);
   CHECK(span["start"] == expected["start"]);
   CHECK(span["end"] == expected["end"]);
-  CHECK(span["probability"].get<double>() == Approx(expected["probability"].get<double>()).margin(1e-3));
+  CHECK(span["probability"].get<double>() ==
+        Approx(expected["probability"].get<double>()).margin(1e-3));
 
-  const json fill = body_of(server.post("/v1/fill-mask", json{{"input", "北京是中国的首[MASK]。"}, {"attribution", 3}}));
+  const json fill = body_of(
+      server.post("/v1/fill-mask", json{{"input", "北京是中国的首[MASK]。"}, {"attribution", 3}}));
   CHECK(fill["results"][0]["masks"][0]["candidates"].size() == 5);
   CHECK(fill["results"][0]["masks"][0]["attribution"].size() == 3);
 }
@@ -475,13 +522,15 @@ TEST_CASE("ModelScope models: SiameseUIE extraction in both shapes", "[server][m
     if (!fs::exists(out)) tinybert::convert::convert_folder(folder / name, out.string(), {});
     return out.string();
   };
-  const ServerProcess server({"--model", "siamese=" + convert("siamese-uie"), "--model", "uie=" + tiny_model("tiny-uie")});
+  const ServerProcess server(
+      {"--model", "siamese=" + convert("siamese-uie"), "--model", "uie=" + tiny_model("tiny-uie")});
   std::ifstream golden_file(folder / "siamese-uie/golden.json");
   const auto golden = nlohmann::ordered_json::parse(golden_file);
   const auto& nested_case = golden["cases"][1];  // {"人物": {"比赛项目": null, "参赛地点": null}}
   // the schema as the client writes it, key order included
   const std::string body = "{\"model\": \"siamese\", \"input\": " + nested_case["text"].dump() +
-                           ", \"schema\": " + nested_case["schema"].dump() + ", \"format\": \"modelscope\"}";
+                           ", \"schema\": " + nested_case["schema"].dump() +
+                           ", \"format\": \"modelscope\"}";
   const auto response = server.post("/v1/extract", body);
   const json modelscope = body_of(response);
   CHECK(modelscope["format"] == "modelscope");
@@ -498,32 +547,41 @@ TEST_CASE("ModelScope models: SiameseUIE extraction in both shapes", "[server][m
   CHECK(people[0]["relations"]["比赛项目"].size() == 2);
   CHECK(people[0]["probability"].get<double>() > 0);
 
-  const auto wrong_format = server.post("/v1/extract", json{{"model", "uie"}, {"input", "张三"}, {"schema", "人名"}, {"format", "modelscope"}});
+  const auto wrong_format = server.post(
+      "/v1/extract",
+      json{{"model", "uie"}, {"input", "张三"}, {"schema", "人名"}, {"format", "modelscope"}});
   REQUIRE(wrong_format);
   CHECK(wrong_format->status == 400);
   CHECK_THAT(wrong_format->body, Catch::Contains("is for SiameseUIE models"));
-  const auto bad_format = server.post("/v1/extract", json{{"model", "siamese"}, {"input", "张三"}, {"schema", "人物"}, {"format", "xml"}});
+  const auto bad_format = server.post(
+      "/v1/extract",
+      json{{"model", "siamese"}, {"input", "张三"}, {"schema", "人物"}, {"format", "xml"}});
   REQUIRE(bad_format);
   CHECK(bad_format->status == 400);
   CHECK_THAT(bad_format->body, Catch::Contains("expected uie or modelscope"));
-  const auto empty_text = server.post("/v1/extract", json{{"model", "siamese"}, {"input", {"好", ""}}, {"schema", "人物"}});
+  const auto empty_text = server.post(
+      "/v1/extract", json{{"model", "siamese"}, {"input", {"好", ""}}, {"schema", "人物"}});
   REQUIRE(empty_text);
   CHECK(empty_text->status == 400);
   CHECK(json::parse(empty_text->body)["error"]["input_index"] == 1);
   const json openapi = body_of(server.get("/openapi.json"));
-  CHECK(openapi["components"]["schemas"]["ExtractRequest"]["properties"]["format"]["enum"] == json{"uie", "modelscope"});
+  CHECK(openapi["components"]["schemas"]["ExtractRequest"]["properties"]["format"]["enum"] ==
+        json{"uie", "modelscope"});
 }
 
-TEST_CASE("ModelScope models: StructBERT zero-shot scored as ModelScope's pipeline", "[server][modelscope]") {
+TEST_CASE("ModelScope models: StructBERT zero-shot scored as ModelScope's pipeline",
+          "[server][modelscope]") {
   const auto folder = tinybert::test::test_data_dir() / "modelscope";
   const auto out = tinybert::test::scratch_dir("server") / "ms-zero-shot.tbw";
-  if (!fs::exists(out)) tinybert::convert::convert_folder(folder / "structbert-zero-shot", out.string(), {});
+  if (!fs::exists(out))
+    tinybert::convert::convert_folder(folder / "structbert-zero-shot", out.string(), {});
   const ServerProcess server({"--model", "zs=" + out.string()});
   const json golden = tinybert::test::read_json(folder / "structbert-zero-shot/golden.json");
   for (const json& c : golden["cases"]) {
     if (c["max_length"] != 512) continue;  // the 32-token truncation case is the library test's
     INFO(c["name"]);
-    json request = {{"input", c["text"]}, {"labels", c["candidate_labels"]}, {"multi_label", c["multi_label"]}};
+    json request = {
+        {"input", c["text"]}, {"labels", c["candidate_labels"]}, {"multi_label", c["multi_label"]}};
     if (c.contains("hypothesis_template")) request["template"] = c["hypothesis_template"];
     const json answer = body_of(server.post("/v1/classify", request));
     CHECK(answer["mode"] == "modelscope-nli");
@@ -532,10 +590,12 @@ TEST_CASE("ModelScope models: StructBERT zero-shot scored as ModelScope's pipeli
     REQUIRE(labels.size() == c["output"]["labels"].size());
     for (size_t l = 0; l < labels.size(); ++l) {
       CHECK(labels[l]["label"] == c["output"]["labels"][l]);
-      CHECK(std::abs(labels[l]["score"].get<double>() - c["output"]["scores"][l].get<double>()) < 1e-4);
+      CHECK(std::abs(labels[l]["score"].get<double>() - c["output"]["scores"][l].get<double>()) <
+            1e-4);
     }
   }
-  const auto calibrated = server.post("/v1/classify", json{{"input", "好"}, {"labels", "a,b"}, {"calibrate", true}});
+  const auto calibrated =
+      server.post("/v1/classify", json{{"input", "好"}, {"labels", "a,b"}, {"calibrate", true}});
   REQUIRE(calibrated);
   CHECK(calibrated->status == 400);
   const auto no_labels = server.post("/v1/classify", json{{"input", "好"}, {"labels", " ,，"}});

@@ -1,14 +1,15 @@
 // Helpers shared by the tests: where ../shared and tests/data are, and a visible skip.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <unistd.h>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,7 +23,8 @@ namespace tinybert::test {
 // it holds when the process exits, also through skip(): CTest runs a process per test case, and
 // each used to leave ~100 MB in /tmp.
 struct ScratchRoot {
-  std::filesystem::path path = std::filesystem::temp_directory_path() / ("tinybert-test-" + std::to_string(::getpid()));
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("tinybert-test-" + std::to_string(::getpid()));
   void remove() const {
     std::error_code ignored;
     std::filesystem::remove_all(path, ignored);
@@ -49,7 +51,8 @@ inline std::filesystem::path test_data_dir() { return TINYBERT_TEST_DATA_DIR; }
 // A path under ../shared, or a visible skip when it is absent (e.g. a clone without shared/).
 inline std::filesystem::path shared_path_or_skip(const std::string& relative) {
   const auto path = shared_dir() / relative;
-  if (!std::filesystem::exists(path)) skip(path.string() + " not found (../shared is not beside the repo)");
+  if (!std::filesystem::exists(path))
+    skip(path.string() + " not found (../shared is not beside the repo)");
   return path;
 }
 
@@ -67,7 +70,8 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
 }
 
 // Converts a model folder to a .tbw in this test's scratch directory and opens it.
-inline std::unique_ptr<Model> convert_model(const std::filesystem::path& folder, const std::string& name,
+inline std::unique_ptr<Model> convert_model(const std::filesystem::path& folder,
+                                            const std::string& name,
                                             const std::string& dtype = "auto") {
   const auto out = scratch_dir("models") / (name + "-" + dtype + ".tbw");
   convert::ConvertOptions options;
@@ -82,13 +86,15 @@ inline std::unique_ptr<Model> convert_model(const std::filesystem::path& folder,
 template <class Call>
 auto results_from_threads(size_t requests, Call call) {
   constexpr size_t kThreads = 4;
-  std::vector<std::vector<decltype(call(size_t{0}))>> got(kThreads, std::vector<decltype(call(size_t{0}))>(requests));
+  std::vector<std::vector<decltype(call(size_t{0}))>> got(
+      kThreads, std::vector<decltype(call(size_t{0}))>(requests));
   std::vector<std::exception_ptr> errors(kThreads);
   std::vector<std::thread> threads;
   for (size_t t = 0; t < kThreads; ++t)
     threads.emplace_back([&, t] {
       try {
-        for (size_t k = 0; k < 2 * requests; ++k) got[t][(t + k) % requests] = call((t + k) % requests);
+        for (size_t k = 0; k < 2 * requests; ++k)
+          got[t][(t + k) % requests] = call((t + k) % requests);
       } catch (...) {
         errors[t] = std::current_exception();
       }

@@ -21,7 +21,8 @@ struct TinyRun {
 
 TinyRun convert_and_open(const std::string& name, const std::string& dtype = "auto") {
   const auto folder = test::test_data_dir() / "tiny" / name;
-  TinyRun run{test::convert_model(folder, name, dtype), test::read_json(folder / "golden.json"), {}};
+  TinyRun run{
+      test::convert_model(folder, name, dtype), test::read_json(folder / "golden.json"), {}};
   for (const auto& seq : run.golden["sequences"]) {
     const auto ids = seq["input_ids"].get<std::vector<int32_t>>();
     const auto types = seq["token_type_ids"].get<std::vector<int32_t>>();
@@ -76,8 +77,10 @@ constexpr double kFp32Tolerance = 1e-5;  // fp32 activations vs the float64 refe
 
 }  // namespace
 
-TEST_CASE("tiny models: hidden states and pooling match PyTorch in one packed batch", "[tiny][exact]") {
-  for (const std::string name : {"tiny-bert", "tiny-ernie", "tiny-mlm", "tiny-nli", "tiny-uie", "tiny-bert-onnx-int8"}) {
+TEST_CASE("tiny models: hidden states and pooling match PyTorch in one packed batch",
+          "[tiny][exact]") {
+  for (const std::string name :
+       {"tiny-bert", "tiny-ernie", "tiny-mlm", "tiny-nli", "tiny-uie", "tiny-bert-onnx-int8"}) {
     INFO(name);
     TinyRun run = convert_and_open(name);
     CpuRefBackend backend;
@@ -85,15 +88,16 @@ TEST_CASE("tiny models: hidden states and pooling match PyTorch in one packed ba
     Heads heads(*run.model, backend);
     Workspace<CpuRefBackend> ws;
     encoder.forward(run.batch, ws);
-    CHECK(max_abs_diff(ws.hidden.to_vector(), golden_all(run.golden, "last_hidden_state")) < kFp32Tolerance);
-    CHECK(max_abs_diff(heads.pool(ws.hidden, run.batch, Pooling::cls, false), golden_all(run.golden, "pooled_cls")) <
+    CHECK(max_abs_diff(ws.hidden.to_vector(), golden_all(run.golden, "last_hidden_state")) <
           kFp32Tolerance);
-    CHECK(max_abs_diff(heads.pool(ws.hidden, run.batch, Pooling::mean, false), golden_all(run.golden, "pooled_mean")) <
-          kFp32Tolerance);
+    CHECK(max_abs_diff(heads.pool(ws.hidden, run.batch, Pooling::cls, false),
+                       golden_all(run.golden, "pooled_cls")) < kFp32Tolerance);
+    CHECK(max_abs_diff(heads.pool(ws.hidden, run.batch, Pooling::mean, false),
+                       golden_all(run.golden, "pooled_mean")) < kFp32Tolerance);
     if (run.golden["sequences"][0].contains("pooler_output")) {
       REQUIRE(run.model->config().has_pooler);
-      CHECK(max_abs_diff(heads.pooler_output(ws.hidden, run.batch), golden_all(run.golden, "pooler_output")) <
-            kFp32Tolerance);
+      CHECK(max_abs_diff(heads.pooler_output(ws.hidden, run.batch),
+                         golden_all(run.golden, "pooler_output")) < kFp32Tolerance);
     }
   }
 }
@@ -110,16 +114,18 @@ TEST_CASE("tiny models: task heads match PyTorch", "[tiny][exact]") {
     encoder.forward(run.batch, ws);
     std::vector<int64_t> all_rows(static_cast<size_t>(run.batch.num_tokens()));
     std::iota(all_rows.begin(), all_rows.end(), 0);
-    CHECK(max_abs_diff(heads.mlm_logits(ws.hidden, all_rows), golden_all(run.golden, "mlm_logits")) < kFp32Tolerance);
+    CHECK(max_abs_diff(heads.mlm_logits(ws.hidden, all_rows),
+                       golden_all(run.golden, "mlm_logits")) < kFp32Tolerance);
   }
   SECTION("sequence classification logits (NLI, entailment not at index 0)") {
     TinyRun run = convert_and_open("tiny-nli");
-    CHECK(run.model->config().labels == std::vector<std::string>{"contradiction", "entailment", "neutral"});
+    CHECK(run.model->config().labels ==
+          std::vector<std::string>{"contradiction", "entailment", "neutral"});
     const Encoder encoder(*run.model, backend);
     Heads heads(*run.model, backend);
     encoder.forward(run.batch, ws);
-    CHECK(max_abs_diff(heads.classifier_logits(ws.hidden, run.batch), golden_all(run.golden, "classifier_logits")) <
-          kFp32Tolerance);
+    CHECK(max_abs_diff(heads.classifier_logits(ws.hidden, run.batch),
+                       golden_all(run.golden, "classifier_logits")) < kFp32Tolerance);
   }
   SECTION("UIE start/end probabilities (Paddle layout, task-type embeddings)") {
     TinyRun run = convert_and_open("tiny-uie");
@@ -169,7 +175,8 @@ TEST_CASE("packed batches give the same result as one sequence at a time", "[tin
   for (int64_t s = 0; s < run.batch.num_sequences(); ++s) {
     Batch one;
     const auto b = run.batch.seq_begin(s), n = run.batch.seq_len(s);
-    one.add(std::span(run.batch.input_ids).subspan(b, n), std::span(run.batch.token_type_ids).subspan(b, n),
+    one.add(std::span(run.batch.input_ids).subspan(b, n),
+            std::span(run.batch.token_type_ids).subspan(b, n),
             std::span(run.batch.task_type_ids).subspan(b, n));
     encoder.forward(one, single);
     for (int64_t i = 0; i < n * run.model->config().hidden_size; ++i)
@@ -202,7 +209,8 @@ TEST_CASE("bad requests are rejected before any kernel runs", "[tiny][errors]") 
   bad_type.add(std::vector<int32_t>{101, 102}, std::vector<int32_t>{0, 7});
   expect_error(with_batch(bad_type), "token type id 7");
   Batch too_long;
-  too_long.add(std::vector<int32_t>(static_cast<size_t>(run.model->config().max_position_embeddings + 1), 101));
+  too_long.add(std::vector<int32_t>(
+      static_cast<size_t>(run.model->config().max_position_embeddings + 1), 101));
   expect_error(with_batch(too_long), "takes at most");
   expect_error(with_batch(Batch{}), "no sequences");
   CHECK_THROWS_AS(Batch{}.add(std::vector<int32_t>{}), Error);
@@ -241,7 +249,8 @@ TEST_CASE("the workspace plan follows the encoder's order of operations", "[tiny
   // qkv is dead once attention has read it, intermediate once the second FFN GEMM has: one storage
   CHECK(plan.at(WorkspaceBuffer::qkv).group == plan.at(WorkspaceBuffer::intermediate).group);
   // the residual stream is live all through; a GEMM's input and output never share
-  for (WorkspaceBuffer b : {WorkspaceBuffer::qkv, WorkspaceBuffer::context, WorkspaceBuffer::projected})
+  for (WorkspaceBuffer b :
+       {WorkspaceBuffer::qkv, WorkspaceBuffer::context, WorkspaceBuffer::projected})
     CHECK(plan.at(b).group != plan.at(WorkspaceBuffer::hidden).group);
   CHECK(plan.at(WorkspaceBuffer::context).group != plan.at(WorkspaceBuffer::projected).group);
   CHECK(plan.at(WorkspaceBuffer::context).group != plan.at(WorkspaceBuffer::qkv).group);

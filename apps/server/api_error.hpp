@@ -33,12 +33,15 @@ class ApiError : public std::runtime_error {
   }
 };
 
-inline ApiError bad_request(const std::string& message) { return {400, "invalid_request", message}; }
+inline ApiError bad_request(const std::string& message) {
+  return {400, "invalid_request", message};
+}
 inline ApiError too_large(const std::string& message) { return {413, "too_large", message}; }
 
 inline size_t count_code_points(const std::string& s) {
   size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;  // the body parsed as JSON, so it is valid UTF-8
+  for (unsigned char c : s)
+    n += (c & 0xC0) != 0x80;  // the body parsed as JSON, so it is valid UTF-8
   return n;
 }
 
@@ -58,7 +61,8 @@ class RequestBody {
       error.position = e.byte > 0 ? e.byte - 1 : 0;
       throw error;
     }
-    if (!json_.is_object()) throw bad_request(std::string("the body must be a JSON object, found ") + json_.type_name());
+    if (!json_.is_object())
+      throw bad_request(std::string("the body must be a JSON object, found ") + json_.type_name());
     known.insert("model");
     for (const auto& [key, value] : json_.items())
       if (!known.count(key)) throw bad_request("unknown field '" + key + "'");
@@ -66,7 +70,9 @@ class RequestBody {
 
   const json& raw() const { return json_; }
   // A field with its objects' keys in the order the client wrote them (raw() sorts them).
-  nlohmann::ordered_json ordered(const std::string& key) const { return nlohmann::ordered_json::parse(body_)[key]; }
+  nlohmann::ordered_json ordered(const std::string& key) const {
+    return nlohmann::ordered_json::parse(body_)[key];
+  }
   bool has(const std::string& key) const { return json_.contains(key) && !json_[key].is_null(); }
 
   // "input": one string or a non-empty list of strings, within the limits.
@@ -83,14 +89,16 @@ class RequestBody {
                         std::to_string(limits_.max_inputs));
       for (size_t i = 0; i < input.size(); ++i) {
         if (!input[i].is_string()) {
-          ApiError e = bad_request("'input[" + std::to_string(i) + "]' must be a string, found " + input[i].type_name());
+          ApiError e = bad_request("'input[" + std::to_string(i) + "]' must be a string, found " +
+                                   input[i].type_name());
           e.input_index = i;
           throw e;
         }
         texts.push_back(input[i].get<std::string>());
       }
     } else {
-      throw bad_request(std::string("'input' must be a string or a list of strings, found ") + input.type_name());
+      throw bad_request(std::string("'input' must be a string or a list of strings, found ") +
+                        input.type_name());
     }
     for (size_t i = 0; i < texts.size(); ++i) {
       const size_t chars = count_code_points(texts[i]);
@@ -119,7 +127,8 @@ class RequestBody {
     if (!json_[key].is_number()) throw wrong_type(key, "a number");
     const double v = json_[key].get<double>();
     if (!(v >= min && v <= max))
-      throw bad_request("'" + key + "' must be in " + format(min) + ".." + format(max) + ", got " + json_[key].dump());
+      throw bad_request("'" + key + "' must be in " + format(min) + ".." + format(max) + ", got " +
+                        json_[key].dump());
     return v;
   }
   std::optional<int64_t> integer(const std::string& key, int64_t min, int64_t max) const {
@@ -127,9 +136,12 @@ class RequestBody {
     const json& v = json_[key];
     if (!v.is_number_integer()) throw wrong_type(key, "an integer");
     const bool fits = v.is_number_unsigned()
-                          ? v.get<uint64_t>() <= static_cast<uint64_t>(max) && (min <= 0 || v.get<uint64_t>() >= static_cast<uint64_t>(min))
+                          ? v.get<uint64_t>() <= static_cast<uint64_t>(max) &&
+                                (min <= 0 || v.get<uint64_t>() >= static_cast<uint64_t>(min))
                           : v.get<int64_t>() >= min && v.get<int64_t>() <= max;
-    if (!fits) throw bad_request("'" + key + "' must be in " + std::to_string(min) + ".." + std::to_string(max) + ", got " + v.dump());
+    if (!fits)
+      throw bad_request("'" + key + "' must be in " + std::to_string(min) + ".." +
+                        std::to_string(max) + ", got " + v.dump());
     return v.get<int64_t>();
   }
   // A list of non-empty strings.
@@ -139,10 +151,12 @@ class RequestBody {
     if (!list.is_array()) throw wrong_type(key, "a list of strings");
     if (list.empty()) throw bad_request("'" + key + "' is an empty list");
     if (list.size() > max_items)
-      throw too_large("'" + key + "' has " + std::to_string(list.size()) + " items, the limit is " + std::to_string(max_items));
+      throw too_large("'" + key + "' has " + std::to_string(list.size()) + " items, the limit is " +
+                      std::to_string(max_items));
     std::vector<std::string> out;
     for (size_t i = 0; i < list.size(); ++i) {
-      if (!list[i].is_string()) throw wrong_type(key + "[" + std::to_string(i) + "]", "a string", list[i]);
+      if (!list[i].is_string())
+        throw wrong_type(key + "[" + std::to_string(i) + "]", "a string", list[i]);
       out.push_back(list[i].get<std::string>());
     }
     return out;
@@ -152,7 +166,8 @@ class RequestBody {
   ApiError wrong_type(const std::string& key, const std::string& expected) const {
     return wrong_type(key, expected, json_[key]);
   }
-  static ApiError wrong_type(const std::string& name, const std::string& expected, const json& value) {
+  static ApiError wrong_type(const std::string& name, const std::string& expected,
+                             const json& value) {
     return bad_request("'" + name + "' must be " + expected + ", found " + value.type_name());
   }
   static std::string format(double v) {

@@ -24,22 +24,29 @@ class HttpFrontEnd {
  public:
   HttpFrontEnd(const ServerOptions& options, Service& service, Metrics& metrics)
       : options_(options), service_(service), metrics_(metrics) {
-    http_.new_task_queue = [threads = options.threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    http_.new_task_queue = [threads = options.threads] {
+      return new httplib::ThreadPool(static_cast<size_t>(threads));
+    };
     http_.set_keep_alive_max_count(100000);
     // Bodies over the limit are refused while reading (413) instead of being buffered.
     http_.set_payload_max_length(options.limits.max_body_bytes);
     route_post("/v1/classify", [this](const std::string& body) { return service_.classify(body); });
-    route_post("/v1/fill-mask", [this](const std::string& body) { return service_.fill_mask(body); });
+    route_post("/v1/fill-mask",
+               [this](const std::string& body) { return service_.fill_mask(body); });
     route_post("/v1/extract", [this](const std::string& body) { return service_.extract(body); });
-    route_post("/v1/embeddings", [this](const std::string& body) { return service_.embeddings(body); });
-    route_get("/v1/models", [this](httplib::Response& res) { send_json(res, 200, service_.models()); });
-    route_get("/openapi.json", [](httplib::Response& res) { send_json(res, 200, openapi_document()); });
+    route_post("/v1/embeddings",
+               [this](const std::string& body) { return service_.embeddings(body); });
+    route_get("/v1/models",
+              [this](httplib::Response& res) { send_json(res, 200, service_.models()); });
+    route_get("/openapi.json",
+              [](httplib::Response& res) { send_json(res, 200, openapi_document()); });
     route_get("/metrics", [this](httplib::Response& res) {
       res.set_content(service_.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
     });
     route_get("/health", [this](httplib::Response& res) {
       const bool ready = !draining_;
-      send_json(res, ready ? 200 : 503, {{"live", true}, {"ready", ready}, {"status", ready ? "ready" : "draining"}});
+      send_json(res, ready ? 200 : 503,
+                {{"live", true}, {"ready", ready}, {"status", ready ? "ready" : "draining"}});
     });
     for (const WebAsset& asset : web_assets()) {
       const auto serve_asset = [&asset](httplib::Response& res) {
@@ -49,7 +56,8 @@ class HttpFrontEnd {
       if (asset.path == "index.html") route_get("/", serve_asset);
     }
     if (!options.cors_origin.empty())
-      http_.Options(R"(/.*)", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+      http_.Options(R"(/.*)",
+                    [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
     http_.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
       if (!options_.cors_origin.empty()) {
         res.set_header("Access-Control-Allow-Origin", options_.cors_origin);
@@ -63,18 +71,22 @@ class HttpFrontEnd {
       if (res.status == 413) {
         send_json(res, 413, too_large("the body is over the server's limit").body());
       } else if (res.status == 404) {
-        send_json(res, 404, ApiError(404, "not_found", "no endpoint " + req.method + " " + req.path).body());
+        send_json(res, 404,
+                  ApiError(404, "not_found", "no endpoint " + req.method + " " + req.path).body());
       } else {
-        send_json(res, res.status, ApiError(res.status, "http", "HTTP status " + std::to_string(res.status)).body());
+        send_json(res, res.status,
+                  ApiError(res.status, "http", "HTTP status " + std::to_string(res.status)).body());
       }
     });
   }
 
   // Binds (port 0: any free port) and returns the port.
   int bind() {
-    const int port = options_.port == 0 ? http_.bind_to_any_port(options_.host)
-                                        : (http_.bind_to_port(options_.host, options_.port) ? options_.port : -1);
-    if (port < 0) throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port));
+    const int port = options_.port == 0
+                         ? http_.bind_to_any_port(options_.host)
+                         : (http_.bind_to_port(options_.host, options_.port) ? options_.port : -1);
+    if (port < 0)
+      throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port));
     return port;
   }
   void serve() {
@@ -85,25 +97,29 @@ class HttpFrontEnd {
   // come before serve() has started listening, when stop() would do nothing: wait for it.
   void drain() {
     draining_ = true;
-    while (!http_.is_running() && !served_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (!http_.is_running() && !served_)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     http_.stop();
   }
 
  private:
   static void send_json(httplib::Response& res, int status, const json& body) {
     res.status = status;
-    res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json; charset=utf-8");
+    res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace),
+                    "application/json; charset=utf-8");
   }
 
   void route_post(const std::string& path, std::function<json(const std::string&)> handle) {
     http_.Post(path, [this, path, handle](const httplib::Request& req, httplib::Response& res) {
       const auto started = SteadyClock::now();
-      const DeadlineScope deadline(started + std::chrono::milliseconds(options_.request_timeout_ms));
+      const DeadlineScope deadline(started +
+                                   std::chrono::milliseconds(options_.request_timeout_ms));
       int status = 200;
       json body;
       try {
         body = handle(req.body);
-        body["latency_ms"] = std::chrono::duration<double, std::milli>(SteadyClock::now() - started).count();
+        body["latency_ms"] =
+            std::chrono::duration<double, std::milli>(SteadyClock::now() - started).count();
       } catch (const ApiError& e) {
         status = e.status, body = e.body();
       } catch (const Overloaded& e) {
@@ -117,7 +133,8 @@ class HttpFrontEnd {
         status = 500, body = ApiError(500, "internal", e.what()).body();
       }
       send_json(res, status, body);
-      metrics_.record_request(path, status, std::chrono::duration<double>(SteadyClock::now() - started).count());
+      metrics_.record_request(path, status,
+                              std::chrono::duration<double>(SteadyClock::now() - started).count());
     });
     http_.Get(path, [this, path](const httplib::Request&, httplib::Response& res) {
       send_json(res, 405, ApiError(405, "method_not_allowed", path + " takes POST").body());
@@ -158,9 +175,10 @@ int run(const std::vector<std::string>& args) {
   Service service(options, metrics);
   HttpFrontEnd front_end(options, service, metrics);
   const int port = front_end.bind();
-  std::cerr << "tinybert-server: " << service.models()["models"].size() << " models, listening on http://"
-            << options.host << ":" << port << "/ (" << options.backend << ", batching "
-            << (options.batching ? "on" : "off") << ")" << std::endl;
+  std::cerr << "tinybert-server: " << service.models()["models"].size()
+            << " models, listening on http://" << options.host << ":" << port << "/ ("
+            << options.backend << ", batching " << (options.batching ? "on" : "off") << ")"
+            << std::endl;
   if (!options.port_file.empty()) {
     std::ofstream(options.port_file) << port << "\n";
   }
@@ -169,7 +187,8 @@ int run(const std::vector<std::string>& args) {
     int signal = 0;
     sigwait(&stop_signals, &signal);
     signalled = true;
-    std::cerr << "tinybert-server: signal " << signal << ", finishing requests in flight" << std::endl;
+    std::cerr << "tinybert-server: signal " << signal << ", finishing requests in flight"
+              << std::endl;
     front_end.drain();
   });
   front_end.serve();

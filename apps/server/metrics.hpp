@@ -17,7 +17,8 @@ namespace tinybert::server {
 
 class Histogram {
  public:
-  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size(), 0) {}
+  explicit Histogram(std::vector<double> bounds)
+      : bounds_(std::move(bounds)), counts_(bounds_.size(), 0) {}
 
   void observe(double value) {
     for (size_t i = 0; i < bounds_.size(); ++i)
@@ -29,7 +30,8 @@ class Histogram {
   void render(std::ostream& out, const std::string& name, const std::string& labels) const {
     const std::string sep = labels.empty() ? "" : ",";
     for (size_t i = 0; i < bounds_.size(); ++i)
-      out << name << "_bucket{" << labels << sep << "le=\"" << bounds_[i] << "\"} " << counts_[i] << "\n";
+      out << name << "_bucket{" << labels << sep << "le=\"" << bounds_[i] << "\"} " << counts_[i]
+          << "\n";
     out << name << "_bucket{" << labels << sep << "le=\"+Inf\"} " << count_ << "\n";
     out << name << "_sum" << (labels.empty() ? "" : "{" + labels + "}") << " " << sum_ << "\n";
     out << name << "_count" << (labels.empty() ? "" : "{" + labels + "}") << " " << count_ << "\n";
@@ -61,13 +63,15 @@ class Metrics {
   }
 
   // queue_depths: model -> waiting passes now.
-  std::string render(const std::vector<std::pair<std::string, size_t>>& queue_depths, const LabelCacheStats& cache) const {
+  std::string render(const std::vector<std::pair<std::string, size_t>>& queue_depths,
+                     const LabelCacheStats& cache) const {
     std::ostringstream out;
     std::lock_guard lock(mutex_);
     out << "# HELP tinybert_requests_total Requests answered, by endpoint and HTTP status.\n"
         << "# TYPE tinybert_requests_total counter\n";
     for (const auto& [key, n] : requests_)
-      out << "tinybert_requests_total{endpoint=\"" << key.first << "\",status=\"" << key.second << "\"} " << n << "\n";
+      out << "tinybert_requests_total{endpoint=\"" << key.first << "\",status=\"" << key.second
+          << "\"} " << n << "\n";
     out << "# HELP tinybert_request_duration_seconds Time from reading a request to answering it.\n"
         << "# TYPE tinybert_request_duration_seconds histogram\n";
     for (const auto& [endpoint, h] : latency_)
@@ -77,27 +81,38 @@ class Metrics {
       const char* help;
       Histogram BatchHistograms::*histogram;
     } batch_metrics[] = {
-        {"tinybert_batch_passes", "Forward passes (of requests) merged into one batch.", &BatchHistograms::passes},
-        {"tinybert_batch_sequences", "Sequences in one merged forward pass.", &BatchHistograms::sequences},
+        {"tinybert_batch_passes", "Forward passes (of requests) merged into one batch.",
+         &BatchHistograms::passes},
+        {"tinybert_batch_sequences", "Sequences in one merged forward pass.",
+         &BatchHistograms::sequences},
         {"tinybert_batch_tokens", "Tokens in one merged forward pass.", &BatchHistograms::tokens},
-        {"tinybert_batch_queue_wait_seconds", "How long the oldest pass of a batch waited.", &BatchHistograms::queue_wait},
-        {"tinybert_batch_run_seconds", "How long the merged forward pass ran.", &BatchHistograms::run}};
+        {"tinybert_batch_queue_wait_seconds", "How long the oldest pass of a batch waited.",
+         &BatchHistograms::queue_wait},
+        {"tinybert_batch_run_seconds", "How long the merged forward pass ran.",
+         &BatchHistograms::run}};
     for (const auto& metric : batch_metrics) {
-      out << "# HELP " << metric.name << " " << metric.help << "\n# TYPE " << metric.name << " histogram\n";
-      for (const auto& [model, m] : batches_) (m.*metric.histogram).render(out, metric.name, "model=\"" + model + "\"");
+      out << "# HELP " << metric.name << " " << metric.help << "\n# TYPE " << metric.name
+          << " histogram\n";
+      for (const auto& [model, m] : batches_)
+        (m.*metric.histogram).render(out, metric.name, "model=\"" + model + "\"");
     }
-    out << "# HELP tinybert_queue_depth Forward passes waiting, by model.\n# TYPE tinybert_queue_depth gauge\n";
-    for (const auto& [model, depth] : queue_depths) out << "tinybert_queue_depth{model=\"" << model << "\"} " << depth << "\n";
+    out << "# HELP tinybert_queue_depth Forward passes waiting, by model.\n# TYPE "
+           "tinybert_queue_depth gauge\n";
+    for (const auto& [model, depth] : queue_depths)
+      out << "tinybert_queue_depth{model=\"" << model << "\"} " << depth << "\n";
     const uint64_t lookups = cache.hits + cache.misses;
     out << "# HELP tinybert_label_cache_hits_total Label embeddings found in the cache.\n"
-        << "# TYPE tinybert_label_cache_hits_total counter\ntinybert_label_cache_hits_total " << cache.hits << "\n"
+        << "# TYPE tinybert_label_cache_hits_total counter\ntinybert_label_cache_hits_total "
+        << cache.hits << "\n"
         << "# HELP tinybert_label_cache_misses_total Label embeddings computed.\n"
-        << "# TYPE tinybert_label_cache_misses_total counter\ntinybert_label_cache_misses_total " << cache.misses << "\n"
+        << "# TYPE tinybert_label_cache_misses_total counter\ntinybert_label_cache_misses_total "
+        << cache.misses << "\n"
         << "# HELP tinybert_label_cache_hit_ratio Hits over lookups since start.\n"
         << "# TYPE tinybert_label_cache_hit_ratio gauge\ntinybert_label_cache_hit_ratio "
         << (lookups ? double(cache.hits) / double(lookups) : 0.0) << "\n"
         << "# HELP tinybert_label_cache_entries Label embeddings held.\n"
-        << "# TYPE tinybert_label_cache_entries gauge\ntinybert_label_cache_entries " << cache.size << "\n";
+        << "# TYPE tinybert_label_cache_entries gauge\ntinybert_label_cache_entries " << cache.size
+        << "\n";
     return out.str();
   }
 

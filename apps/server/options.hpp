@@ -16,8 +16,8 @@ struct ModelSpec {
 // What one request may ask for; over a limit is a 413.
 struct RequestLimits {
   size_t max_body_bytes = 1 << 20;
-  size_t max_inputs = 64;       // texts per request
-  size_t max_chars = 10000;     // code points per text
+  size_t max_inputs = 64;    // texts per request
+  size_t max_chars = 10000;  // code points per text
   size_t max_labels = 64;
   size_t max_schema_names = 64;
 };
@@ -25,9 +25,9 @@ struct RequestLimits {
 struct ServerOptions {
   std::vector<ModelSpec> models;
   std::string host = "127.0.0.1";
-  int port = 8080;              // 0: any free port (see port_file)
-  std::string port_file;        // the port actually bound is written here once listening
-  int threads = 64;             // connection threads (each waits while its request is batched)
+  int port = 8080;        // 0: any free port (see port_file)
+  std::string port_file;  // the port actually bound is written here once listening
+  int threads = 64;       // connection threads (each waits while its request is batched)
   std::string backend = default_backend();
   bool batching = true;
   int64_t max_batch_tokens = 8192;
@@ -35,11 +35,12 @@ struct ServerOptions {
   size_t queue_size = 1024;
   int64_t request_timeout_ms = 30000;
   size_t label_cache_size = 4096;
-  std::string cors_origin;      // empty: no CORS headers
+  std::string cors_origin;  // empty: no CORS headers
   RequestLimits limits;
 };
 
-inline const char* kServerUsage = R"(usage: tinybert-server --model NAME=PATH.tbw [--model ...] [options]
+inline const char* kServerUsage =
+    R"(usage: tinybert-server --model NAME=PATH.tbw [--model ...] [options]
 
 The first model of each kind is the default of its tasks: an encoder (bge) for classify and
 embeddings, a masked_lm for fill-mask, a uie for extract, an NLI sequence_classification model
@@ -85,11 +86,12 @@ inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
   }
   const cli::Args args = cli::parse_args(
       rest,
-      {"--host", "--port", "--port-file", "--threads", "--backend", "--max-batch-tokens", "--max-wait-ms",
-       "--queue-size", "--request-timeout-ms", "--label-cache", "--max-body-bytes", "--max-inputs", "--max-chars",
-       "--max-labels", "--max-schema-names", "--cors-origin"},
+      {"--host", "--port", "--port-file", "--threads", "--backend", "--max-batch-tokens",
+       "--max-wait-ms", "--queue-size", "--request-timeout-ms", "--label-cache", "--max-body-bytes",
+       "--max-inputs", "--max-chars", "--max-labels", "--max-schema-names", "--cors-origin"},
       {"--no-batching"});
-  if (!args.positional.empty()) throw Error("unexpected argument '" + args.positional.front() + "'");
+  if (!args.positional.empty())
+    throw Error("unexpected argument '" + args.positional.front() + "'");
   if (o.models.empty()) throw Error("give at least one --model NAME=PATH.tbw");
   o.host = args.value("--host", o.host);
   o.port = static_cast<int>(parse_int(args.value("--port", "8080"), "--port", 0, 65535));
@@ -97,21 +99,30 @@ inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
   o.threads = static_cast<int>(parse_int(args.value("--threads", "64"), "--threads", 1, 4096));
   o.backend = args.value("--backend", o.backend);
   o.batching = !args.has("--no-batching");
-  o.max_batch_tokens = parse_int(args.value("--max-batch-tokens", "8192"), "--max-batch-tokens", 1, 1 << 24);
-  o.max_wait_us = static_cast<int64_t>(cli::parse_float(args.value("--max-wait-ms", "2"), "--max-wait-ms") * 1000);
-  if (o.max_wait_us < 0 || o.max_wait_us > 10'000'000) throw Error("--max-wait-ms must be in 0..10000");
-  o.queue_size = static_cast<size_t>(parse_int(args.value("--queue-size", "1024"), "--queue-size", 1, 1 << 20));
-  o.request_timeout_ms =
-      parse_int(args.value("--request-timeout-ms", "30000"), "--request-timeout-ms", 1, 24LL * 3600 * 1000);
-  o.label_cache_size = static_cast<size_t>(parse_int(args.value("--label-cache", "4096"), "--label-cache", 1, 1 << 24));
+  o.max_batch_tokens =
+      parse_int(args.value("--max-batch-tokens", "8192"), "--max-batch-tokens", 1, 1 << 24);
+  o.max_wait_us = static_cast<int64_t>(
+      cli::parse_float(args.value("--max-wait-ms", "2"), "--max-wait-ms") * 1000);
+  if (o.max_wait_us < 0 || o.max_wait_us > 10'000'000)
+    throw Error("--max-wait-ms must be in 0..10000");
+  o.queue_size = static_cast<size_t>(
+      parse_int(args.value("--queue-size", "1024"), "--queue-size", 1, 1 << 20));
+  o.request_timeout_ms = parse_int(args.value("--request-timeout-ms", "30000"),
+                                   "--request-timeout-ms", 1, 24LL * 3600 * 1000);
+  o.label_cache_size = static_cast<size_t>(
+      parse_int(args.value("--label-cache", "4096"), "--label-cache", 1, 1 << 24));
   o.cors_origin = args.value("--cors-origin");
   RequestLimits& l = o.limits;
-  l.max_body_bytes = static_cast<size_t>(parse_int(args.value("--max-body-bytes", "1048576"), "--max-body-bytes", 64, 1LL << 30));
-  l.max_inputs = static_cast<size_t>(parse_int(args.value("--max-inputs", "64"), "--max-inputs", 1, 1 << 20));
-  l.max_chars = static_cast<size_t>(parse_int(args.value("--max-chars", "10000"), "--max-chars", 1, 1 << 24));
-  l.max_labels = static_cast<size_t>(parse_int(args.value("--max-labels", "64"), "--max-labels", 1, 1 << 20));
-  l.max_schema_names =
-      static_cast<size_t>(parse_int(args.value("--max-schema-names", "64"), "--max-schema-names", 1, 1 << 16));
+  l.max_body_bytes = static_cast<size_t>(
+      parse_int(args.value("--max-body-bytes", "1048576"), "--max-body-bytes", 64, 1LL << 30));
+  l.max_inputs =
+      static_cast<size_t>(parse_int(args.value("--max-inputs", "64"), "--max-inputs", 1, 1 << 20));
+  l.max_chars =
+      static_cast<size_t>(parse_int(args.value("--max-chars", "10000"), "--max-chars", 1, 1 << 24));
+  l.max_labels =
+      static_cast<size_t>(parse_int(args.value("--max-labels", "64"), "--max-labels", 1, 1 << 20));
+  l.max_schema_names = static_cast<size_t>(
+      parse_int(args.value("--max-schema-names", "64"), "--max-schema-names", 1, 1 << 16));
   return o;
 }
 

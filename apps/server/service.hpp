@@ -36,10 +36,13 @@ struct LoadedModel {
 // Tasks a model can serve, from its architecture.
 inline std::vector<std::string> tasks_of(const Model& model) {
   switch (model.config().architecture) {
-    case Architecture::encoder: return {"classify", "embeddings"};
-    case Architecture::masked_lm: return {"fill-mask"};
+    case Architecture::encoder:
+      return {"classify", "embeddings"};
+    case Architecture::masked_lm:
+      return {"fill-mask"};
     case Architecture::uie:
-    case Architecture::siamese_uie: return {"extract"};
+    case Architecture::siamese_uie:
+      return {"extract"};
     case Architecture::sequence_classification:
       if (find_entailment_index(model.config().labels) >= 0) return {"classify"};
       return {};
@@ -74,7 +77,9 @@ auto run_task(Fn&& fn) {
 class Service {
  public:
   Service(const ServerOptions& options, Metrics& metrics)
-      : options_(options), metrics_(metrics), label_cache_(std::make_shared<LabelCache>(options.label_cache_size)) {
+      : options_(options),
+        metrics_(metrics),
+        label_cache_(std::make_shared<LabelCache>(options.label_cache_size)) {
     BatchingOptions batching;
     batching.enabled = options.batching;
     batching.max_batch_tokens = options.max_batch_tokens;
@@ -84,10 +89,12 @@ class Service {
     for (const ModelSpec& spec : options.models) load(spec, batching);
     for (const char* task : kTasks)
       for (const auto& m : models_)
-        if (std::find(m->tasks.begin(), m->tasks.end(), task) != m->tasks.end() && !defaults_.count(task)) {
+        if (std::find(m->tasks.begin(), m->tasks.end(), task) != m->tasks.end() &&
+            !defaults_.count(task)) {
           // classify prefers an embedding model over an NLI one: it is much cheaper per label
-          if (std::string(task) == "classify" && m->model->config().architecture != Architecture::encoder &&
-              has_encoder()) continue;
+          if (std::string(task) == "classify" &&
+              m->model->config().architecture != Architecture::encoder && has_encoder())
+            continue;
           defaults_[task] = m.get();
         }
   }
@@ -146,7 +153,8 @@ class Service {
     const RequestBody request(body, {"input", "schema", "threshold", "format"}, options_.limits);
     LoadedModel& m = model_for(request, "extract");
     const std::vector<std::string> texts = request.inputs();
-    if (!request.has("schema")) throw bad_request("missing field 'schema' (a name, a list or an object)");
+    if (!request.has("schema"))
+      throw bad_request("missing field 'schema' (a name, a list or an object)");
     SchemaLimits limits;
     limits.max_nodes = options_.limits.max_schema_names;
     const Schema schema = run_task([&] {
@@ -156,7 +164,8 @@ class Service {
         throw too_large(e.what());
       }
     });
-    const ExtractFormat format = run_task([&] { return parse_extract_format(request.string("format").value_or("uie")); });
+    const ExtractFormat format =
+        run_task([&] { return parse_extract_format(request.string("format").value_or("uie")); });
     if (m.siamese) {
       // SiameseUIE compares raw logits with its threshold (ModelScope's 0.5)
       std::unique_ptr<SiameseExtractor> custom;
@@ -167,11 +176,13 @@ class Service {
       }
       const SiameseExtractor& extractor = custom ? *custom : *m.siamese;
       const auto results = run_task([&] { return extractor.run(texts, schema); });
-      return {{"model", m.name}, {"format", format == ExtractFormat::uie ? "uie" : "modelscope"},
+      return {{"model", m.name},
+              {"format", format == ExtractFormat::uie ? "uie" : "modelscope"},
               {"results", to_json(results, format)}};
     }
     if (format != ExtractFormat::uie)
-      throw bad_request("'format': \"modelscope\" is for SiameseUIE models; model '" + m.name + "' is a UIE model");
+      throw bad_request("'format': \"modelscope\" is for SiameseUIE models; model '" + m.name +
+                        "' is a UIE model");
     std::unique_ptr<Extractor> custom;
     if (auto threshold = request.number("threshold", 0, 1)) {
       if (*threshold <= 0 || *threshold >= 1) throw bad_request("'threshold' must be in (0, 1)");
@@ -225,7 +236,8 @@ class Service {
                       {"load_ms", m->load_ms}});
     }
     json tasks = json::object();
-    for (const char* task : kTasks) tasks[task] = defaults_.count(task) ? json(defaults_.at(task)->name) : json(nullptr);
+    for (const char* task : kTasks)
+      tasks[task] = defaults_.count(task) ? json(defaults_.at(task)->name) : json(nullptr);
     return {{"models", list}, {"tasks", tasks}};
   }
 
@@ -254,7 +266,8 @@ class Service {
     }
     m->tasks = tasks_of(*m->model);
     if (m->tasks.empty())
-      throw Error("--model " + spec.name + ": a " + architecture_name(m->model->config().architecture) +
+      throw Error("--model " + spec.name + ": a " +
+                  architecture_name(m->model->config().architecture) +
                   " model without an entailment label serves no task");
     m->runner = std::make_unique<BatchingRunner>(
         make_runner(*m->model, options_.backend), batching,
@@ -277,14 +290,22 @@ class Service {
     ForwardRequest request;
     request.batch.add(e.ids, e.type_ids);
     switch (m.model->config().architecture) {
-      case Architecture::encoder: request.head = pooled_head(*m.model); break;
-      case Architecture::sequence_classification: request.head.kind = HeadKind::classifier_logits; break;
+      case Architecture::encoder:
+        request.head = pooled_head(*m.model);
+        break;
+      case Architecture::sequence_classification:
+        request.head.kind = HeadKind::classifier_logits;
+        break;
       case Architecture::masked_lm:
         request.head.kind = HeadKind::mlm_logits;
         request.rows = {1};
         break;
-      case Architecture::uie: request.head.kind = HeadKind::uie_spans; break;
-      case Architecture::siamese_uie: request.head.kind = HeadKind::siamese_text_states; break;
+      case Architecture::uie:
+        request.head.kind = HeadKind::uie_spans;
+        break;
+      case Architecture::siamese_uie:
+        request.head.kind = HeadKind::siamese_text_states;
+        break;
     }
     m.runner->run(std::move(request));
   }
@@ -294,14 +315,16 @@ class Service {
       for (auto& m : models_) {
         if (m->name != *name) continue;
         if (std::find(m->tasks.begin(), m->tasks.end(), task) == m->tasks.end())
-          throw bad_request("model '" + *name + "' (" + architecture_name(m->model->config().architecture) +
+          throw bad_request("model '" + *name + "' (" +
+                            architecture_name(m->model->config().architecture) +
                             ") does not serve " + task);
         return *m;
       }
       throw ApiError(404, "not_found", "unknown model '" + *name + "'");
     }
     auto it = defaults_.find(task);
-    if (it == defaults_.end()) throw ApiError(404, "not_found", "no model serves " + task + " on this server");
+    if (it == defaults_.end())
+      throw ApiError(404, "not_found", "no model serves " + task + " on this server");
     return *it->second;
   }
 

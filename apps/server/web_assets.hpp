@@ -9,7 +9,7 @@
 namespace tinybert::server {
 
 struct WebAsset {
-  std::string_view path;          // relative to web/, e.g. "index.html", "app.js"
+  std::string_view path;  // relative to web/, e.g. "index.html", "app.js"
   std::string_view content_type;
   std::string_view data;
 };

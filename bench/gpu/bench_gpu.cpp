@@ -10,9 +10,9 @@
 #include <cstdio>
 #include <random>
 
+#include "../bench_models.hpp"
 #include "tinybert/backend/cuda_runner.hpp"
 #include "tinybert/tinybert.hpp"
-#include "../bench_models.hpp"
 
 using namespace tinybert;
 using bench::add_sequence;
@@ -24,7 +24,6 @@ namespace {
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
-
 
 // Linear layers + attention of one forward pass over this batch.
 double forward_flops(const ModelConfig& c, const Batch& batch) {

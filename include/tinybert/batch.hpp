@@ -25,14 +25,20 @@ struct Batch {
            std::span<const int32_t> task_ids = {}, int32_t position_offset = 0) {
     if (ids.empty()) throw Error("batch: empty sequence");
     if (!type_ids.empty() && type_ids.size() != ids.size())
-      throw Error("batch: " + std::to_string(type_ids.size()) + " token type ids for " + std::to_string(ids.size()) + " tokens");
+      throw Error("batch: " + std::to_string(type_ids.size()) + " token type ids for " +
+                  std::to_string(ids.size()) + " tokens");
     if (!task_ids.empty() && task_ids.size() != ids.size())
-      throw Error("batch: " + std::to_string(task_ids.size()) + " task type ids for " + std::to_string(ids.size()) + " tokens");
+      throw Error("batch: " + std::to_string(task_ids.size()) + " task type ids for " +
+                  std::to_string(ids.size()) + " tokens");
     input_ids.insert(input_ids.end(), ids.begin(), ids.end());
-    if (type_ids.empty()) token_type_ids.resize(input_ids.size(), 0);
-    else token_type_ids.insert(token_type_ids.end(), type_ids.begin(), type_ids.end());
-    if (task_ids.empty()) task_type_ids.resize(input_ids.size(), 0);
-    else task_type_ids.insert(task_type_ids.end(), task_ids.begin(), task_ids.end());
+    if (type_ids.empty())
+      token_type_ids.resize(input_ids.size(), 0);
+    else
+      token_type_ids.insert(token_type_ids.end(), type_ids.begin(), type_ids.end());
+    if (task_ids.empty())
+      task_type_ids.resize(input_ids.size(), 0);
+    else
+      task_type_ids.insert(task_type_ids.end(), task_ids.begin(), task_ids.end());
     cu_seqlens.push_back(static_cast<int32_t>(input_ids.size()));
     position_offsets.push_back(position_offset);
   }

@@ -13,17 +13,22 @@ namespace tinybert {
 
 // The activation buffers of one forward pass, by name (see Workspace and workspace_plan()).
 enum class WorkspaceBuffer { hidden, qkv, context, projected, intermediate };
-inline constexpr std::array kWorkspaceBuffers = {WorkspaceBuffer::hidden, WorkspaceBuffer::qkv,
-                                                 WorkspaceBuffer::context, WorkspaceBuffer::projected,
-                                                 WorkspaceBuffer::intermediate};
+inline constexpr std::array kWorkspaceBuffers = {
+    WorkspaceBuffer::hidden, WorkspaceBuffer::qkv, WorkspaceBuffer::context,
+    WorkspaceBuffer::projected, WorkspaceBuffer::intermediate};
 
 inline const char* workspace_buffer_name(WorkspaceBuffer b) {
   switch (b) {
-    case WorkspaceBuffer::hidden: return "hidden";
-    case WorkspaceBuffer::qkv: return "qkv";
-    case WorkspaceBuffer::context: return "context";
-    case WorkspaceBuffer::projected: return "projected";
-    case WorkspaceBuffer::intermediate: return "intermediate";
+    case WorkspaceBuffer::hidden:
+      return "hidden";
+    case WorkspaceBuffer::qkv:
+      return "qkv";
+    case WorkspaceBuffer::context:
+      return "context";
+    case WorkspaceBuffer::projected:
+      return "projected";
+    case WorkspaceBuffer::intermediate:
+      return "intermediate";
   }
   return "?";
 }
@@ -43,11 +48,16 @@ struct Workspace {
 
   typename Backend::Matrix& buffer(WorkspaceBuffer b) {
     switch (b) {
-      case WorkspaceBuffer::hidden: return hidden;
-      case WorkspaceBuffer::qkv: return qkv;
-      case WorkspaceBuffer::context: return context;
-      case WorkspaceBuffer::projected: return projected;
-      case WorkspaceBuffer::intermediate: return intermediate;
+      case WorkspaceBuffer::hidden:
+        return hidden;
+      case WorkspaceBuffer::qkv:
+        return qkv;
+      case WorkspaceBuffer::context:
+        return context;
+      case WorkspaceBuffer::projected:
+        return projected;
+      case WorkspaceBuffer::intermediate:
+        return intermediate;
     }
     return hidden;
   }
@@ -67,11 +77,13 @@ class Encoder {
     embeddings_ = backend.prepare(w.embeddings, eps);
     for (const LayerWeights& lw : w.layers) {
       layers_.push_back({backend.prepare(lw.qkv), backend.prepare(lw.attention_output),
-                         backend.prepare(lw.attention_norm, eps), backend.prepare(lw.ffn_intermediate),
-                         backend.prepare(lw.ffn_output), backend.prepare(lw.ffn_norm, eps)});
+                         backend.prepare(lw.attention_norm, eps),
+                         backend.prepare(lw.ffn_intermediate), backend.prepare(lw.ffn_output),
+                         backend.prepare(lw.ffn_norm, eps)});
       // Every backend's Linear is its own copy (packed, converted or on the GPU): the file's pages
       // that were read to make it need not stay resident next to it (issue 6: RSS after load).
-      for (const LinearWeights* linear : {&lw.qkv, &lw.attention_output, &lw.ffn_intermediate, &lw.ffn_output})
+      for (const LinearWeights* linear :
+           {&lw.qkv, &lw.attention_output, &lw.ffn_intermediate, &lw.ffn_output})
         model.release_pages(linear->weight);
     }
   }
@@ -85,7 +97,9 @@ class Encoder {
 
   // The two halves of forward(), for models that run parts of the stack on different batches
   // (SiameseUIE: shared layers per sequence, cross layers over sequence pairs).
-  void embed(const Batch& batch, Workspace<Backend>& ws) const { backend_.embed(embeddings_, batch, ws.hidden); }
+  void embed(const Batch& batch, Workspace<Backend>& ws) const {
+    backend_.embed(embeddings_, batch, ws.hidden);
+  }
 
   // Layers [first, last) over ws.hidden, in place.
   void run_layers(const Batch& batch, Workspace<Backend>& ws, int64_t first, int64_t last) const {
@@ -94,7 +108,8 @@ class Encoder {
       const bool record = ws.record_last_attention && i + 1 == num_layers();
       // self-attention block, post-LayerNorm: h = LN(h + W_o * attention(W_qkv * h))
       backend_.linear(layer.qkv, ws.hidden, ws.qkv, Activation::none);
-      backend_.attention(ws.qkv, batch, config_.num_heads, ws.context, record ? &ws.last_attention : nullptr);
+      backend_.attention(ws.qkv, batch, config_.num_heads, ws.context,
+                         record ? &ws.last_attention : nullptr);
       backend_.linear(layer.attention_output, ws.context, ws.projected, Activation::none);
       backend_.add_layernorm(layer.attention_norm, ws.projected, ws.hidden);
       // feed-forward block: h = LN(h + W_2 * gelu(W_1 * h))

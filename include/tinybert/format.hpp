@@ -77,7 +77,8 @@ class WeightFile {
       fail("header of " + std::to_string(header_bytes) + " bytes does not fit in a file of " +
            std::to_string(size) + " bytes");
     const uint64_t data_start = format::kPreambleBytes + header_bytes;
-    if (data_start % alignment != 0) fail("data start " + std::to_string(data_start) + " is not aligned");
+    if (data_start % alignment != 0)
+      fail("data start " + std::to_string(data_start) + " is not aligned");
 
     const char* header_text = reinterpret_cast<const char*>(bytes + format::kPreambleBytes);
     try {
@@ -94,14 +95,16 @@ class WeightFile {
     if (header_.contains("metadata")) metadata_ = header_["metadata"];
 
     const uint64_t data_bytes = size - data_start;
-    for (const auto& item : header_["tensors"]) parse_tensor(item, bytes + data_start, data_bytes, alignment);
+    for (const auto& item : header_["tensors"])
+      parse_tensor(item, bytes + data_start, data_bytes, alignment);
     check_no_overlap();
   }
 
   void parse_tensor(const nlohmann::json& item, const uint8_t* data, uint64_t data_bytes,
                     uint32_t alignment) {
     const auto field = [&](const char* key) -> const nlohmann::json& {
-      if (!item.is_object() || !item.contains(key)) fail(std::string("tensor entry without \"") + key + "\"");
+      if (!item.is_object() || !item.contains(key))
+        fail(std::string("tensor entry without \"") + key + "\"");
       return item[key];
     };
     TensorEntry entry;
@@ -115,7 +118,8 @@ class WeightFile {
     } catch (const Error& e) {
       fail(where + e.what());
     }
-    if (!field("shape").is_array() || field("shape").size() > 8) fail(where + "shape must be an array of at most 8 dims");
+    if (!field("shape").is_array() || field("shape").size() > 8)
+      fail(where + "shape must be an array of at most 8 dims");
     for (const auto& d : field("shape")) {
       if (!d.is_number_unsigned()) fail(where + "shape holds a non-integer or negative dim");
       const uint64_t dim = d.get<uint64_t>();
@@ -134,15 +138,18 @@ class WeightFile {
     }
     if (static_cast<uint64_t>(numel) > UINT64_MAX / dtype_size(entry.view.dtype) ||
         static_cast<uint64_t>(numel) * dtype_size(entry.view.dtype) != nbytes)
-      fail(where + "expected " + std::to_string(numel) + " x " + std::to_string(dtype_size(entry.view.dtype)) +
-           " bytes for " + shape_string(entry.view.shape) + " " + dtype_name(entry.view.dtype) + ", got " +
+      fail(where + "expected " + std::to_string(numel) + " x " +
+           std::to_string(dtype_size(entry.view.dtype)) + " bytes for " +
+           shape_string(entry.view.shape) + " " + dtype_name(entry.view.dtype) + ", got " +
            std::to_string(nbytes));
-    if (entry.offset % alignment != 0) fail(where + "offset " + std::to_string(entry.offset) + " is not aligned");
+    if (entry.offset % alignment != 0)
+      fail(where + "offset " + std::to_string(entry.offset) + " is not aligned");
     if (entry.offset > data_bytes || nbytes > data_bytes - entry.offset)
       fail(where + "data [" + std::to_string(entry.offset) + ", +" + std::to_string(nbytes) +
            ") lies outside the file's " + std::to_string(data_bytes) + " data bytes");
     entry.view.data = data + entry.offset;
-    if (!index_.emplace(entry.name, tensors_.size()).second) fail("duplicate tensor name '" + entry.name + "'");
+    if (!index_.emplace(entry.name, tensors_.size()).second)
+      fail("duplicate tensor name '" + entry.name + "'");
     tensors_.push_back(std::move(entry));
   }
 
@@ -194,11 +201,16 @@ class WeightFileWriter {
     for (const auto& t : tensors_) {
       offset = align(offset);
       offsets.push_back(offset);
-      tensors.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape},
-                         {"offset", offset}, {"bytes", t.bytes.size()}});
+      tensors.push_back({{"name", t.name},
+                         {"dtype", dtype_name(t.dtype)},
+                         {"shape", t.shape},
+                         {"offset", offset},
+                         {"bytes", t.bytes.size()}});
       offset += t.bytes.size();
     }
-    nlohmann::json header = {{"config", config_}, {"tokenizer", tokenizer_}, {"tensors", tensors},
+    nlohmann::json header = {{"config", config_},
+                             {"tokenizer", tokenizer_},
+                             {"tensors", tensors},
                              {"metadata", metadata_}};
     std::string text = header.dump();
     text.resize(align(format::kPreambleBytes + text.size()) - format::kPreambleBytes, ' ');
@@ -224,7 +236,9 @@ class WeightFileWriter {
   }
 
  private:
-  static uint64_t align(uint64_t n) { return (n + format::kAlignment - 1) / format::kAlignment * format::kAlignment; }
+  static uint64_t align(uint64_t n) {
+    return (n + format::kAlignment - 1) / format::kAlignment * format::kAlignment;
+  }
 
   struct Pending {
     std::string name;

@@ -34,9 +34,10 @@ class Heads {
     }
   }
 
-  // Sentence embeddings [sequences, hidden]: [CLS] row or mean over tokens, optionally L2-normalised.
-  std::vector<float> pool(const typename Backend::Matrix& hidden, const Batch& batch, Pooling pooling,
-                          bool normalize) {
+  // Sentence embeddings [sequences, hidden]: [CLS] row or mean over tokens, optionally
+  // L2-normalised.
+  std::vector<float> pool(const typename Backend::Matrix& hidden, const Batch& batch,
+                          Pooling pooling, bool normalize) {
     backend_.pool(hidden, batch, pooling, pooled_);
     std::vector<float> out = backend_.to_host(pooled_);
     if (normalize) l2_normalize_rows(out, config_.hidden_size);
@@ -53,7 +54,8 @@ class Heads {
 
   // Masked-LM logits [rows.size(), vocab] for the given token rows only (the [MASK] positions),
   // so the vocabulary-sized GEMM runs on as few rows as needed.
-  std::vector<float> mlm_logits(const typename Backend::Matrix& hidden, std::span<const int64_t> rows) {
+  std::vector<float> mlm_logits(const typename Backend::Matrix& hidden,
+                                std::span<const int64_t> rows) {
     if (!mlm_transform_) throw Error("this model has no masked-LM head");
     backend_.gather_rows(hidden, rows, pooled_);
     backend_.linear(*mlm_transform_, pooled_, scratch_, Activation::gelu);
@@ -113,8 +115,8 @@ class Heads {
  private:
   ModelConfig config_;
   Backend& backend_;
-  std::optional<typename Backend::Linear> pooler_, mlm_transform_, mlm_decoder_, classifier_, uie_start_, uie_end_,
-      siamese_head_, siamese_tail_;
+  std::optional<typename Backend::Linear> pooler_, mlm_transform_, mlm_decoder_, classifier_,
+      uie_start_, uie_end_, siamese_head_, siamese_tail_;
   std::optional<typename Backend::Norm> mlm_norm_;
   typename Backend::Matrix pooled_, scratch_, logits_;
 };

@@ -89,8 +89,8 @@ class WeightBinder {
   void check_all_used() const {
     for (const auto& t : file_.tensors())
       if (!used_.count(t.name))
-        throw Error(file_.path() + ": unexpected tensor '" + t.name + "' " + shape_string(t.view.shape) +
-                    " for this architecture");
+        throw Error(file_.path() + ": unexpected tensor '" + t.name + "' " +
+                    shape_string(t.view.shape) + " for this architecture");
   }
 
  private:
@@ -98,12 +98,15 @@ class WeightBinder {
     const TensorEntry* entry = file_.find(name);
     std::string allowed;
     for (DType d : dtypes) allowed += std::string(allowed.empty() ? "" : "/") + dtype_name(d);
-    if (!entry) throw Error(file_.path() + ": missing tensor '" + name + "': expected " + shape_string(shape) + " " + allowed);
+    if (!entry)
+      throw Error(file_.path() + ": missing tensor '" + name + "': expected " +
+                  shape_string(shape) + " " + allowed);
     bool dtype_ok = false;
     for (DType d : dtypes) dtype_ok |= entry->view.dtype == d;
     if (entry->view.shape != shape || !dtype_ok)
-      throw Error(file_.path() + ": tensor '" + name + "': expected " + shape_string(shape) + " " + allowed + ", got " +
-                  shape_string(entry->view.shape) + " " + dtype_name(entry->view.dtype));
+      throw Error(file_.path() + ": tensor '" + name + "': expected " + shape_string(shape) + " " +
+                  allowed + ", got " + shape_string(entry->view.shape) + " " +
+                  dtype_name(entry->view.dtype));
     used_.insert(name);
     return Weight{entry->view, nullptr};
   }
@@ -117,10 +120,13 @@ inline ModelWeights bind_weights(const WeightFile& file, const ModelConfig& conf
   const int64_t hidden = config.hidden_size, ffn = config.intermediate_size;
   ModelWeights w;
   w.embeddings.word = bind.matrix("embeddings.word_embeddings", {config.vocab_size, hidden});
-  w.embeddings.position = bind.matrix("embeddings.position_embeddings", {config.max_position_embeddings, hidden});
-  w.embeddings.token_type = bind.matrix("embeddings.token_type_embeddings", {config.type_vocab_size, hidden});
+  w.embeddings.position =
+      bind.matrix("embeddings.position_embeddings", {config.max_position_embeddings, hidden});
+  w.embeddings.token_type =
+      bind.matrix("embeddings.token_type_embeddings", {config.type_vocab_size, hidden});
   if (config.task_type_vocab_size > 0)
-    w.embeddings.task_type = bind.matrix("embeddings.task_type_embeddings", {config.task_type_vocab_size, hidden});
+    w.embeddings.task_type =
+        bind.matrix("embeddings.task_type_embeddings", {config.task_type_vocab_size, hidden});
   w.embeddings.norm = bind.norm("embeddings.norm", hidden);
   for (int64_t i = 0; i < config.num_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
@@ -135,13 +141,15 @@ inline ModelWeights bind_weights(const WeightFile& file, const ModelConfig& conf
   }
   if (config.has_pooler) w.pooler = bind.linear("pooler", hidden, hidden);
   switch (config.architecture) {
-    case Architecture::encoder: break;
+    case Architecture::encoder:
+      break;
     case Architecture::masked_lm: {
       MlmHeadWeights mlm;
       mlm.transform = bind.linear("mlm.transform", hidden, hidden);
       mlm.norm = bind.norm("mlm.norm", hidden);
-      mlm.decoder = bind.has("mlm.decoder.weight") ? bind.matrix("mlm.decoder.weight", {config.vocab_size, hidden})
-                                                   : w.embeddings.word;  // tied
+      mlm.decoder = bind.has("mlm.decoder.weight")
+                        ? bind.matrix("mlm.decoder.weight", {config.vocab_size, hidden})
+                        : w.embeddings.word;  // tied
       mlm.decoder_bias = bind.vector("mlm.decoder.bias", config.vocab_size);
       w.mlm = mlm;
       break;
@@ -167,7 +175,8 @@ inline TokenizerOptions tokenizer_options_from_json(const nlohmann::json& j) {
   TokenizerOptions o;
   try {
     o.do_lower_case = j.value("do_lower_case", true);
-    if (j.contains("strip_accents") && !j["strip_accents"].is_null()) o.strip_accents = j["strip_accents"].get<bool>();
+    if (j.contains("strip_accents") && !j["strip_accents"].is_null())
+      o.strip_accents = j["strip_accents"].get<bool>();
     o.tokenize_chinese_chars = j.value("tokenize_chinese_chars", true);
     o.max_input_chars_per_word = j.value("max_input_chars_per_word", 100);
     o.unk_token = j.value("unk_token", o.unk_token);

@@ -13,10 +13,14 @@ enum class Precision { f32, f16, bf16, int8 };
 
 inline const char* precision_name(Precision p) {
   switch (p) {
-    case Precision::f32: return "f32";
-    case Precision::f16: return "f16";
-    case Precision::bf16: return "bf16";
-    case Precision::int8: return "int8";
+    case Precision::f32:
+      return "f32";
+    case Precision::f16:
+      return "f16";
+    case Precision::bf16:
+      return "bf16";
+    case Precision::int8:
+      return "int8";
   }
   return "?";
 }

@@ -9,8 +9,8 @@
 
 namespace tinybert {
 
-inline void quantize_rows_symmetric(const float* values, int64_t rows, int64_t cols, int8_t* out, float* scales,
-                                    int max_level = 127) {
+inline void quantize_rows_symmetric(const float* values, int64_t rows, int64_t cols, int8_t* out,
+                                    float* scales, int max_level = 127) {
   const float levels = static_cast<float>(max_level);
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = values + r * cols;

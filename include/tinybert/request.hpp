@@ -27,12 +27,18 @@ enum class HeadKind {
 
 inline const char* head_kind_name(HeadKind kind) {
   switch (kind) {
-    case HeadKind::pooled: return "pooled";
-    case HeadKind::classifier_logits: return "classifier_logits";
-    case HeadKind::mlm_logits: return "mlm_logits";
-    case HeadKind::uie_spans: return "uie_spans";
-    case HeadKind::siamese_text_states: return "siamese_text_states";
-    case HeadKind::siamese_logits: return "siamese_logits";
+    case HeadKind::pooled:
+      return "pooled";
+    case HeadKind::classifier_logits:
+      return "classifier_logits";
+    case HeadKind::mlm_logits:
+      return "mlm_logits";
+    case HeadKind::uie_spans:
+      return "uie_spans";
+    case HeadKind::siamese_text_states:
+      return "siamese_text_states";
+    case HeadKind::siamese_logits:
+      return "siamese_logits";
   }
   return "?";
 }
@@ -46,7 +52,7 @@ struct Head {
 };
 
 struct ForwardRequest {
-  Batch batch;                    // packed sequences
+  Batch batch;  // packed sequences
   Head head;
   std::vector<int64_t> rows;      // mlm_logits: packed token rows (of this batch) to score
   bool record_attention = false;  // also return the last layer's attention probabilities
@@ -58,7 +64,7 @@ struct ForwardRequest {
 };
 
 struct ForwardResult {
-  std::vector<float> values;     // pooled / classifier_logits / mlm_logits, row-major
+  std::vector<float> values;  // pooled / classifier_logits / mlm_logits, row-major
   // uie_spans: per token of the batch. siamese_logits: head / tail logits, per hint the tokens
   // of its window in order.
   std::vector<float> start, end;
@@ -70,13 +76,17 @@ struct ForwardResult {
 // Whether a model of this architecture has the head a request asks for.
 inline bool has_head(const ModelConfig& config, HeadKind kind) {
   switch (kind) {
-    case HeadKind::pooled: return true;
+    case HeadKind::pooled:
+      return true;
     case HeadKind::classifier_logits:
       return config.architecture == Architecture::sequence_classification;
-    case HeadKind::mlm_logits: return config.architecture == Architecture::masked_lm;
-    case HeadKind::uie_spans: return config.architecture == Architecture::uie;
+    case HeadKind::mlm_logits:
+      return config.architecture == Architecture::masked_lm;
+    case HeadKind::uie_spans:
+      return config.architecture == Architecture::uie;
     case HeadKind::siamese_text_states:
-    case HeadKind::siamese_logits: return config.architecture == Architecture::siamese_uie;
+    case HeadKind::siamese_logits:
+      return config.architecture == Architecture::siamese_uie;
   }
   return false;
 }
@@ -102,10 +112,13 @@ inline void validate_request(const ForwardRequest& request, const ModelConfig& c
          std::to_string(batch.num_sequences()) + " sequences");
   for (int64_t s = 0; s < batch.num_sequences(); ++s) {
     if (batch.seq_len(s) < 1) fail("sequence " + std::to_string(s) + " is empty");
-    if (batch.position_offsets[s] < 0 || batch.position(s, batch.seq_len(s)) > config.max_position_embeddings)
-      fail("sequence " + std::to_string(s) + " has " + std::to_string(batch.seq_len(s)) + " tokens" +
-           (batch.position_offsets[s] ? " from position " + std::to_string(batch.position_offsets[s]) : "") +
-           ", the model takes at most " + std::to_string(config.max_position_embeddings));
+    if (batch.position_offsets[s] < 0 ||
+        batch.position(s, batch.seq_len(s)) > config.max_position_embeddings)
+      fail(
+          "sequence " + std::to_string(s) + " has " + std::to_string(batch.seq_len(s)) + " tokens" +
+          (batch.position_offsets[s] ? " from position " + std::to_string(batch.position_offsets[s])
+                                     : "") +
+          ", the model takes at most " + std::to_string(config.max_position_embeddings));
   }
   const auto check_ids = [&](const std::vector<int32_t>& ids, int64_t limit, const char* what) {
     for (size_t i = 0; i < ids.size(); ++i)
@@ -124,21 +137,28 @@ inline void validate_request(const ForwardRequest& request, const ModelConfig& c
     const std::vector<int32_t>& cu = request.text_cu_seqlens;
     if (cu.size() < 2 || cu.front() != 0) throw Error("siamese_logits: no text windows");
     for (size_t w = 1; w < cu.size(); ++w)
-      if (cu[w] <= cu[w - 1]) throw Error("siamese_logits: text window " + std::to_string(w - 1) + " is empty");
-    if (request.text_states.size() != static_cast<size_t>(cu.back()) * static_cast<size_t>(config.hidden_size))
-      throw Error("siamese_logits: " + std::to_string(request.text_states.size()) + " text state values for " +
-                  std::to_string(cu.back()) + " tokens of " + std::to_string(config.hidden_size));
+      if (cu[w] <= cu[w - 1])
+        throw Error("siamese_logits: text window " + std::to_string(w - 1) + " is empty");
+    if (request.text_states.size() !=
+        static_cast<size_t>(cu.back()) * static_cast<size_t>(config.hidden_size))
+      throw Error("siamese_logits: " + std::to_string(request.text_states.size()) +
+                  " text state values for " + std::to_string(cu.back()) + " tokens of " +
+                  std::to_string(config.hidden_size));
     if (request.hint_window.size() != static_cast<size_t>(batch.num_sequences()))
-      throw Error("siamese_logits: " + std::to_string(request.hint_window.size()) + " windows for " +
-                  std::to_string(batch.num_sequences()) + " hints");
+      throw Error("siamese_logits: " + std::to_string(request.hint_window.size()) +
+                  " windows for " + std::to_string(batch.num_sequences()) + " hints");
     for (int32_t w : request.hint_window)
       if (w < 0 || static_cast<size_t>(w) + 1 >= cu.size())
-        throw Error("siamese_logits: window " + std::to_string(w) + " is outside 0.." + std::to_string(cu.size() - 2));
-  } else if (!request.text_states.empty() || !request.text_cu_seqlens.empty() || !request.hint_window.empty()) {
-    throw Error(std::string("text states are for the siamese_logits head, not ") + head_kind_name(request.head.kind));
+        throw Error("siamese_logits: window " + std::to_string(w) + " is outside 0.." +
+                    std::to_string(cu.size() - 2));
+  } else if (!request.text_states.empty() || !request.text_cu_seqlens.empty() ||
+             !request.hint_window.empty()) {
+    throw Error(std::string("text states are for the siamese_logits head, not ") +
+                head_kind_name(request.head.kind));
   }
   if (!request.rows.empty() && request.head.kind != HeadKind::mlm_logits)
-    throw Error(std::string("rows are for the mlm_logits head, not ") + head_kind_name(request.head.kind));
+    throw Error(std::string("rows are for the mlm_logits head, not ") +
+                head_kind_name(request.head.kind));
   if (!has_head(config, request.head.kind))
     throw Error(std::string("this ") + architecture_name(config.architecture) + " model has no " +
                 head_kind_name(request.head.kind) + " head");

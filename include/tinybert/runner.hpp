@@ -31,8 +31,8 @@ class Runner {
 // attention; then the pointer heads on the window's rows. The pairs are assembled on the host:
 // a copy of hidden states, small next to the layers' work.
 template <class Backend>
-ForwardResult run_siamese(const Encoder<Backend>& encoder, Heads<Backend>& heads, Workspace<Backend>& ws,
-                          const ForwardRequest& request) {
+ForwardResult run_siamese(const Encoder<Backend>& encoder, Heads<Backend>& heads,
+                          Workspace<Backend>& ws, const ForwardRequest& request) {
   const ModelConfig& config = encoder.config();
   const int64_t shared = config.num_layers - config.cross_layers, hidden = config.hidden_size;
   Backend& backend = encoder.backend();
@@ -50,7 +50,8 @@ ForwardResult run_siamese(const Encoder<Backend>& encoder, Heads<Backend>& heads
   std::vector<float> pair_states;
   std::vector<int64_t> text_rows;  // the window's rows of every pair, where the heads read
   const auto append_rows = [&](const std::vector<float>& from, int64_t begin, int64_t end) {
-    pair_states.insert(pair_states.end(), from.begin() + begin * hidden, from.begin() + end * hidden);
+    pair_states.insert(pair_states.end(), from.begin() + begin * hidden,
+                       from.begin() + end * hidden);
   };
   for (int64_t h = 0; h < hints.num_sequences(); ++h) {
     const size_t w = static_cast<size_t>(request.hint_window[static_cast<size_t>(h)]);
@@ -72,10 +73,12 @@ ForwardResult run_siamese(const Encoder<Backend>& encoder, Heads<Backend>& heads
 // then the head the request names. `forward` runs the encoder over the batch; the CUDA runner
 // passes one that replays a captured CUDA Graph instead.
 template <class Backend, class Forward>
-ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads, Workspace<Backend>& ws,
-                          const ForwardRequest& request, Forward&& forward) {
+ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads,
+                          Workspace<Backend>& ws, const ForwardRequest& request,
+                          Forward&& forward) {
   validate_request(request, encoder.config());
-  if (request.head.kind == HeadKind::siamese_text_states || request.head.kind == HeadKind::siamese_logits)
+  if (request.head.kind == HeadKind::siamese_text_states ||
+      request.head.kind == HeadKind::siamese_logits)
     return run_siamese(encoder, heads, ws, request);
   ForwardResult result;
   ws.record_last_attention = request.record_attention;
@@ -91,10 +94,15 @@ ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads
   ws.last_attention.clear();
   switch (request.head.kind) {
     case HeadKind::pooled:
-      result.values = heads.pool(ws.hidden, request.batch, request.head.pooling, request.head.normalize);
+      result.values =
+          heads.pool(ws.hidden, request.batch, request.head.pooling, request.head.normalize);
       break;
-    case HeadKind::classifier_logits: result.values = heads.classifier_logits(ws.hidden, request.batch); break;
-    case HeadKind::mlm_logits: result.values = heads.mlm_logits(ws.hidden, request.rows); break;
+    case HeadKind::classifier_logits:
+      result.values = heads.classifier_logits(ws.hidden, request.batch);
+      break;
+    case HeadKind::mlm_logits:
+      result.values = heads.mlm_logits(ws.hidden, request.rows);
+      break;
     case HeadKind::uie_spans: {
       auto p = heads.uie_probabilities(ws.hidden);
       result.start = std::move(p.start);
@@ -102,16 +110,18 @@ ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads
       break;
     }
     case HeadKind::siamese_text_states:
-    case HeadKind::siamese_logits: break;  // run_siamese() above
+    case HeadKind::siamese_logits:
+      break;  // run_siamese() above
   }
   return result;
 }
 
 template <class Backend>
-ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads, Workspace<Backend>& ws,
-                          const ForwardRequest& request) {
-  return run_request(encoder, heads, ws, request,
-                     [&encoder](const Batch& batch, Workspace<Backend>& w) { encoder.forward(batch, w); });
+ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads,
+                          Workspace<Backend>& ws, const ForwardRequest& request) {
+  return run_request(
+      encoder, heads, ws, request,
+      [&encoder](const Batch& batch, Workspace<Backend>& w) { encoder.forward(batch, w); });
 }
 
 // Encoder + heads of a model on one backend, for one forward pass per run() call. Calls from
@@ -119,7 +129,8 @@ ForwardResult run_request(const Encoder<Backend>& encoder, Heads<Backend>& heads
 template <class Backend>
 class DirectRunner final : public Runner {
  public:
-  DirectRunner(const Model& model, Backend& backend) : model_(model), encoder_(model, backend), heads_(model, backend) {}
+  DirectRunner(const Model& model, Backend& backend)
+      : model_(model), encoder_(model, backend), heads_(model, backend) {}
 
   const Model& model() const override { return model_; }
 

@@ -19,22 +19,30 @@ enum class DType : uint8_t { f32, f16, bf16, i8, u8 };
 
 inline size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::f32: return 4;
+    case DType::f32:
+      return 4;
     case DType::f16:
-    case DType::bf16: return 2;
+    case DType::bf16:
+      return 2;
     case DType::i8:
-    case DType::u8: return 1;
+    case DType::u8:
+      return 1;
   }
   return 0;
 }
 
 inline const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "f32";
-    case DType::f16: return "f16";
-    case DType::bf16: return "bf16";
-    case DType::i8: return "i8";
-    case DType::u8: return "u8";
+    case DType::f32:
+      return "f32";
+    case DType::f16:
+      return "f16";
+    case DType::bf16:
+      return "bf16";
+    case DType::i8:
+      return "i8";
+    case DType::u8:
+      return "u8";
   }
   return "?";
 }
@@ -78,7 +86,9 @@ struct TensorView {
   size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   int64_t dim(size_t i) const { return shape.at(i); }
   template <class T>
-  const T* as() const { return static_cast<const T*>(data); }
+  const T* as() const {
+    return static_cast<const T*>(data);
+  }
 };
 
 // IEEE half -> float, exact for every input (subnormals, inf, NaN included).
@@ -114,14 +124,16 @@ inline uint16_t f32_to_f16(float value) {
   if (abs_bits >= 0x477ff000u) return sign | 0x7c00u;  // rounds past 65504
   if (abs_bits < 0x38800000u) {                        // result is subnormal or zero
     const float scaled = std::bit_cast<float>(abs_bits) * 16777216.0f;  // * 2^24
-    const float rounded = __builtin_nearbyintf(scaled);                  // ties to even
+    const float rounded = __builtin_nearbyintf(scaled);                 // ties to even
     return sign | static_cast<uint16_t>(rounded);
   }
   const uint32_t rounding = 0xfffu + ((abs_bits >> 13) & 1u);
   return sign | static_cast<uint16_t>((abs_bits - 0x38000000u + rounding) >> 13);
 }
 
-inline float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+inline float bf16_to_f32(uint16_t b) {
+  return std::bit_cast<float>(static_cast<uint32_t>(b) << 16);
+}
 
 // float -> bfloat16, round to nearest even; NaN stays NaN.
 inline uint16_t f32_to_bf16(float value) {
@@ -138,7 +150,6 @@ inline T load_le(const void* p) {
   std::memcpy(&value, p, sizeof(T));
   return value;
 }
-
 
 // numel elements of any weight dtype as fp32. i8 elements are multiplied by the scale of their
 // row (cols elements per row); u8 holds bytes, not numbers, and is refused.
@@ -158,9 +169,11 @@ inline std::vector<float> dequantize_elements(DType dtype, const void* data, int
       break;
     case DType::i8:
       if (!row_scales || cols <= 0) throw Error("int8 weight without row scales");
-      for (int64_t i = 0; i < numel; ++i) out[i] = static_cast<float>(static_cast<int8_t>(raw[i])) * row_scales[i / cols];
+      for (int64_t i = 0; i < numel; ++i)
+        out[i] = static_cast<float>(static_cast<int8_t>(raw[i])) * row_scales[i / cols];
       break;
-    case DType::u8: throw Error("u8 tensors hold bytes, not weights");
+    case DType::u8:
+      throw Error("u8 tensors hold bytes, not weights");
   }
   return out;
 }

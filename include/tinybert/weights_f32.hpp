@@ -8,7 +8,8 @@
 namespace tinybert {
 
 inline std::vector<float> dequantize(const Weight& w) {
-  return dequantize_elements(w.values.dtype, w.values.data, w.values.numel(), w.row_scales, w.cols());
+  return dequantize_elements(w.values.dtype, w.values.data, w.values.numel(), w.row_scales,
+                             w.cols());
 }
 
 }  // namespace tinybert

@@ -39,7 +39,12 @@ struct CudaRunner::Impl {
   int64_t reserved_tokens = 0, reserved_sequences = 0;
 
   Impl(const Model& m, const CudaOptions& o)
-      : model(m), options(o), backend(o), encoder(m, backend), heads(m, backend), plan(workspace_plan(m)) {
+      : model(m),
+        options(o),
+        backend(o),
+        encoder(m, backend),
+        heads(m, backend),
+        plan(workspace_plan(m)) {
     reserve(std::max<int64_t>(options.max_batch_tokens, 1),
             std::max<int64_t>(options.max_batch_sequences, 1));
   }
@@ -54,7 +59,8 @@ struct CudaRunner::Impl {
       widest = std::max(widest, owner.cols);
     }
     for (const WorkspacePlan::Entry& e : plan.entries)
-      if (e.buffer != plan.owner(e.group)) backend.share_storage(ws.buffer(e.buffer), ws.buffer(plan.owner(e.group)));
+      if (e.buffer != plan.owner(e.group))
+        backend.share_storage(ws.buffer(e.buffer), ws.buffer(plan.owner(e.group)));
     backend.reserve_batch(tokens, sequences, widest);
     reserved_tokens = tokens;
     reserved_sequences = sequences;
@@ -77,8 +83,7 @@ struct CudaRunner::Impl {
 
   std::vector<const void*> buffers() const {
     std::vector<const void*> b = backend.internal_buffers();
-    for (WorkspaceBuffer buffer : kWorkspaceBuffers)
-      b.push_back(ws.buffer(buffer).device_data());
+    for (WorkspaceBuffer buffer : kWorkspaceBuffers) b.push_back(ws.buffer(buffer).device_data());
     return b;
   }
 

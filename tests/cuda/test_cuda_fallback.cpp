@@ -119,7 +119,8 @@ TEST_CASE("CUDA precision names", "[cuda-fallback]") {
   CHECK_THROWS_AS(parse_precision("fp8"), Error);
 }
 
-TEST_CASE("one Precision enum: each backend refuses the precisions it does not compute in", "[cuda-fallback]") {
+TEST_CASE("one Precision enum: each backend refuses the precisions it does not compute in",
+          "[cuda-fallback]") {
   CudaOptions f32;
   f32.precision = Precision::f32;
   CHECK_THROWS_WITH(CudaBackend(f32), Catch::Contains("not f32"));

@@ -41,8 +41,7 @@ CudaOptions options_for(Precision precision) {
   return options;
 }
 
-const std::vector<Precision> kPrecisions = {Precision::f16, Precision::bf16,
-                                                Precision::int8};
+const std::vector<Precision> kPrecisions = {Precision::f16, Precision::bf16, Precision::int8};
 const std::vector<std::string> kTinyModels = {"tiny-bert", "tiny-ernie", "tiny-mlm",
                                               "tiny-nli",  "tiny-uie",   "tiny-bert-onnx-int8"};
 
@@ -68,7 +67,8 @@ TEST_CASE("CUDA encoder on the tiny models matches the fp32 reference", "[cuda][
       // the generic runner over the backend, as the CPU backends are used
       DirectRunner<CudaBackend> direct(*c.model, gpu);
       const auto pooled =
-          direct.run({c.batch, {HeadKind::pooled, Pooling::cls, false}, {}, false, {}, {}, {}}).values;
+          direct.run({c.batch, {HeadKind::pooled, Pooling::cls, false}, {}, false, {}, {}, {}})
+              .values;
       CHECK(
           test::worst_row_cosine(
               pooled,
@@ -103,12 +103,15 @@ TEST_CASE("CudaRunner heads match DirectRunner on the CPU reference", "[cuda][mo
     for (const std::string name : {"tiny-bert", "tiny-ernie"}) {
       TinyCase c = tiny(name);
       const int64_t hidden = c.model->config().hidden_size;
-      check_same(name, ForwardRequest{{}, {HeadKind::pooled, Pooling::cls, false}, {}, false, {}, {}, {}},
+      check_same(name,
+                 ForwardRequest{{}, {HeadKind::pooled, Pooling::cls, false}, {}, false, {}, {}, {}},
                  hidden);
-      check_same(name, ForwardRequest{{}, {HeadKind::pooled, Pooling::mean, true}, {}, false, {}, {}, {}},
+      check_same(name,
+                 ForwardRequest{{}, {HeadKind::pooled, Pooling::mean, true}, {}, false, {}, {}, {}},
                  hidden);
     }
-    check_same("tiny-nli", ForwardRequest{{}, {HeadKind::classifier_logits}, {}, false, {}, {}, {}}, 3);
+    check_same("tiny-nli", ForwardRequest{{}, {HeadKind::classifier_logits}, {}, false, {}, {}, {}},
+               3);
     {
       TinyCase c = tiny("tiny-mlm");
       std::vector<int64_t> rows(static_cast<size_t>(c.batch.num_tokens()));

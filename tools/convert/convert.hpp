@@ -27,9 +27,9 @@ namespace tinybert::convert {
 inline constexpr const char* kConverterVersion = "tinybert-convert 0.1.0";
 
 struct ConvertOptions {
-  std::string dtype = "auto";                 // auto (keep the source's), f32, f16, bf16, int8
-  std::optional<Architecture> architecture;   // override config.json
-  std::filesystem::path weights;              // a specific weights file inside or outside the folder
+  std::string dtype = "auto";                // auto (keep the source's), f32, f16, bf16, int8
+  std::optional<Architecture> architecture;  // override config.json
+  std::filesystem::path weights;             // a specific weights file inside or outside the folder
 };
 
 struct ConvertReport {
@@ -55,10 +55,12 @@ inline void quantize_rows(const std::vector<float>& values, int64_t rows, Source
   out.dtype = DType::i8;
   out.data.resize(values.size());
   out.row_scales.assign(static_cast<size_t>(rows), 0.0f);
-  quantize_rows_symmetric(values.data(), rows, cols, reinterpret_cast<int8_t*>(out.data.data()), out.row_scales.data());
+  quantize_rows_symmetric(values.data(), rows, cols, reinterpret_cast<int8_t*>(out.data.data()),
+                          out.row_scales.data());
 }
 
-inline SourceTensor from_f32(std::string name, Shape shape, const std::vector<float>& values, DType dtype) {
+inline SourceTensor from_f32(std::string name, Shape shape, const std::vector<float>& values,
+                             DType dtype) {
   SourceTensor t{std::move(name), dtype, std::move(shape), {}, {}};
   switch (dtype) {
     case DType::f32:
@@ -73,8 +75,11 @@ inline SourceTensor from_f32(std::string name, Shape shape, const std::vector<fl
         std::memcpy(t.data.data() + 2 * i, &h, 2);
       }
       break;
-    case DType::i8: quantize_rows(values, t.shape.at(0), t); break;
-    case DType::u8: throw Error("u8 is not a weight dtype");
+    case DType::i8:
+      quantize_rows(values, t.shape.at(0), t);
+      break;
+    case DType::u8:
+      throw Error("u8 is not a weight dtype");
   }
   return t;
 }
@@ -86,7 +91,9 @@ inline SourceTensor cast(const SourceTensor& t, DType dtype) {
 
 // [rows, cols] -> [cols, rows] in f32 (Paddle's [in, out] Linear layout -> ours [out, in]).
 inline SourceTensor transposed(const SourceTensor& t) {
-  if (t.shape.size() != 2) throw Error("tensor '" + t.name + "': expected a 2-D Linear weight, got " + shape_string(t.shape));
+  if (t.shape.size() != 2)
+    throw Error("tensor '" + t.name + "': expected a 2-D Linear weight, got " +
+                shape_string(t.shape));
   const int64_t rows = t.shape[0], cols = t.shape[1];
   const std::vector<float> v = to_f32(t);
   std::vector<float> out(v.size());
@@ -97,16 +104,19 @@ inline SourceTensor transposed(const SourceTensor& t) {
 }
 
 // Stacks [q; k; v] rows into one fused projection (i8 rows keep their scales).
-inline SourceTensor concat_rows(const std::string& name, const std::vector<const SourceTensor*>& parts) {
+inline SourceTensor concat_rows(const std::string& name,
+                                const std::vector<const SourceTensor*>& parts) {
   const DType dtype = parts[0]->dtype;
   bool same = true;
-  for (const auto* p : parts) same &= p->dtype == dtype && p->shape.size() == parts[0]->shape.size();
+  for (const auto* p : parts)
+    same &= p->dtype == dtype && p->shape.size() == parts[0]->shape.size();
   SourceTensor out{name, same ? dtype : DType::f32, {}, {}, {}};
   int64_t rows = 0;
   for (const auto* p : parts) {
-    if (p->shape.size() != parts[0]->shape.size() || (p->shape.size() == 2 && p->shape[1] != parts[0]->shape[1]))
-      throw Error("cannot fuse '" + p->name + "' " + shape_string(p->shape) + " with '" + parts[0]->name + "' " +
-                  shape_string(parts[0]->shape));
+    if (p->shape.size() != parts[0]->shape.size() ||
+        (p->shape.size() == 2 && p->shape[1] != parts[0]->shape[1]))
+      throw Error("cannot fuse '" + p->name + "' " + shape_string(p->shape) + " with '" +
+                  parts[0]->name + "' " + shape_string(parts[0]->shape));
     rows += p->shape.at(0);
     const SourceTensor piece = same ? *p : cast(*p, DType::f32);
     out.data.insert(out.data.end(), piece.data.begin(), piece.data.end());
@@ -129,10 +139,12 @@ inline std::string read_text_file(const std::filesystem::path& path) {
 
 // The weights file of a folder: safetensors, then pytorch_model.bin, then ONNX.
 inline std::filesystem::path find_weights(const std::filesystem::path& folder) {
-  for (const char* name : {"model.safetensors", "pytorch_model.bin", "model.onnx", "onnx/model.onnx",
-                           "onnx/model_quantized.onnx"})
+  for (const char* name : {"model.safetensors", "pytorch_model.bin", "model.onnx",
+                           "onnx/model.onnx", "onnx/model_quantized.onnx"})
     if (std::filesystem::exists(folder / name)) return folder / name;
-  throw Error(folder.string() + ": no weights found (expected model.safetensors, pytorch_model.bin or onnx/model.onnx)");
+  throw Error(
+      folder.string() +
+      ": no weights found (expected model.safetensors, pytorch_model.bin or onnx/model.onnx)");
 }
 
 inline SourceModel read_weights(const std::filesystem::path& path, std::string& format_name) {
@@ -157,7 +169,8 @@ inline bool is_paddle_layout(const SourceModel& source) {
   auto it = source.metadata.find("linear_weight_layout");
   if (it != source.metadata.end()) return it->second == "in_out";
   for (const auto& t : source.tensors)
-    if (t.name.find(".self_attn.q_proj.") != std::string::npos || t.name.find(".linear1.") != std::string::npos)
+    if (t.name.find(".self_attn.q_proj.") != std::string::npos ||
+        t.name.find(".linear1.") != std::string::npos)
       return true;
   return false;
 }
@@ -170,7 +183,8 @@ inline void resolve_mlm_bias(MappedTensors& mapped, ConvertReport& report) {
   auto hf = mapped.find("mlm.decoder.bias#hf");
   if (hf == mapped.end()) return;
   if (mapped.count("mlm.decoder.bias")) {
-    report.notes.push_back("ignored " + hf->second.first->name + " (cls.predictions.decoder.bias is the decoder's bias)");
+    report.notes.push_back("ignored " + hf->second.first->name +
+                           " (cls.predictions.decoder.bias is the decoder's bias)");
   } else {
     auto entry = hf->second;
     entry.second.target = "mlm.decoder.bias";
@@ -185,7 +199,8 @@ inline std::pair<int64_t, int64_t> number_cross_layers(MappedTensors& mapped) {
   const auto count = [&](const std::string& prefix) {
     int64_t layers = 0;
     for (const auto& [key, entry] : mapped)
-      if (key.rfind(prefix, 0) == 0) layers = std::max<int64_t>(layers, std::stoll(key.substr(prefix.size())) + 1);
+      if (key.rfind(prefix, 0) == 0)
+        layers = std::max<int64_t>(layers, std::stoll(key.substr(prefix.size())) + 1);
     return layers;
   };
   const int64_t shared = count("layers."), cross = count("cross_layers.");
@@ -196,7 +211,8 @@ inline std::pair<int64_t, int64_t> number_cross_layers(MappedTensors& mapped) {
       continue;
     }
     const size_t dot = key.find('.', 13);
-    const std::string layer = "layers." + std::to_string(shared + std::stoll(key.substr(13, dot - 13)));
+    const std::string layer =
+        "layers." + std::to_string(shared + std::stoll(key.substr(13, dot - 13)));
     auto moved = entry;
     moved.second.target = layer + moved.second.target.substr(moved.second.target.find('.', 13));
     renamed.emplace(layer + key.substr(dot), moved);
@@ -205,7 +221,8 @@ inline std::pair<int64_t, int64_t> number_cross_layers(MappedTensors& mapped) {
   return {shared, cross};
 }
 
-inline ConvertReport convert_folder(const std::filesystem::path& folder, const std::string& out_path,
+inline ConvertReport convert_folder(const std::filesystem::path& folder,
+                                    const std::string& out_path,
                                     const ConvertOptions& options = {}) {
   ConvertReport report;
   if (!std::filesystem::is_directory(folder)) throw Error(folder.string() + ": not a directory");
@@ -218,7 +235,8 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
     report.notes.push_back("no tokenizer_config.json: BertTokenizer defaults (lower-case)");
   const std::string vocab = read_text_file(folder / "vocab.txt");
 
-  const std::filesystem::path weights = options.weights.empty() ? find_weights(folder) : options.weights;
+  const std::filesystem::path weights =
+      options.weights.empty() ? find_weights(folder) : options.weights;
   report.weights_path = weights.string();
   SourceModel source = read_weights(weights, report.source_format);
   const bool paddle_layout = is_paddle_layout(source);
@@ -237,15 +255,18 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
       unknown.push_back(t.name);
       continue;
     }
-    std::string key = name->qkv_part >= 0 ? name->target + "#" + std::to_string(name->qkv_part) : name->target;
+    std::string key =
+        name->qkv_part >= 0 ? name->target + "#" + std::to_string(name->qkv_part) : name->target;
     if (!mapped.emplace(key, std::make_pair(&t, *name)).second)
-      throw Error(weights.string() + ": two source tensors map to '" + name->target + "' (second: '" + t.name + "')");
+      throw Error(weights.string() + ": two source tensors map to '" + name->target +
+                  "' (second: '" + t.name + "')");
   }
   if (!unknown.empty()) {
     std::string list;
     for (size_t i = 0; i < unknown.size() && i < 5; ++i) list += (i ? ", " : "") + unknown[i];
-    throw Error(weights.string() + ": " + std::to_string(unknown.size()) + " tensor(s) with names this converter does not know: " +
-                list + (unknown.size() > 5 ? ", ..." : ""));
+    throw Error(weights.string() + ": " + std::to_string(unknown.size()) +
+                " tensor(s) with names this converter does not know: " + list +
+                (unknown.size() > 5 ? ", ..." : ""));
   }
   const auto has = [&](const std::string& n) { return mapped.count(n) > 0; };
   resolve_mlm_bias(mapped, report);
@@ -254,31 +275,45 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
   // 2. architecture and config: what the user says, else ModelScope's task, else config.json's
   // class names, else the tensors
   Architecture arch = Architecture::encoder;
-  if (options.architecture) arch = *options.architecture;
-  else if (modelscope && modelscope->architecture) arch = *modelscope->architecture;
-  else if (auto from_config = architecture_from_hf(hf)) arch = *from_config;
-  else if (has("siamese.head.weight")) arch = Architecture::siamese_uie;
-  else if (has("uie.start.weight")) arch = Architecture::uie;
-  else if (has("mlm.decoder.bias")) arch = Architecture::masked_lm;
-  else if (has("classifier.weight")) arch = Architecture::sequence_classification;
-  ModelConfig config = model_config_from_hf(hf, arch, folder.filename().string(), paddle_layout ? 1e-5f : 1e-12f);
+  if (options.architecture)
+    arch = *options.architecture;
+  else if (modelscope && modelscope->architecture)
+    arch = *modelscope->architecture;
+  else if (auto from_config = architecture_from_hf(hf))
+    arch = *from_config;
+  else if (has("siamese.head.weight"))
+    arch = Architecture::siamese_uie;
+  else if (has("uie.start.weight"))
+    arch = Architecture::uie;
+  else if (has("mlm.decoder.bias"))
+    arch = Architecture::masked_lm;
+  else if (has("classifier.weight"))
+    arch = Architecture::sequence_classification;
+  ModelConfig config =
+      model_config_from_hf(hf, arch, folder.filename().string(), paddle_layout ? 1e-5f : 1e-12f);
   if (arch == Architecture::siamese_uie) {
     // config.json's num_hidden_layers is the total; the split is read off the tensor names (the
     // published model: 6 + 6; ModelScope's code hard-codes 6 cross layers)
-    if (cross_layers == 0) throw Error(weights.string() + ": a SiameseUIE model needs crossattention.layer.N tensors");
+    if (cross_layers == 0)
+      throw Error(weights.string() + ": a SiameseUIE model needs crossattention.layer.N tensors");
     if (shared_layers + cross_layers != config.num_layers)
-      throw Error(weights.string() + ": " + std::to_string(shared_layers) + " shared + " + std::to_string(cross_layers) +
-                  " cross layers, but config.json's num_hidden_layers is " + std::to_string(config.num_layers));
+      throw Error(weights.string() + ": " + std::to_string(shared_layers) + " shared + " +
+                  std::to_string(cross_layers) +
+                  " cross layers, but config.json's num_hidden_layers is " +
+                  std::to_string(config.num_layers));
     config.cross_layers = cross_layers;
   } else if (cross_layers > 0) {
-    throw Error(weights.string() + ": crossattention layers in a " + architecture_name(arch) + " model");
+    throw Error(weights.string() + ": crossattention layers in a " + architecture_name(arch) +
+                " model");
   }
   if (modelscope && modelscope->zero_shot) {
     config.modelscope_nli = true;
-    report.notes.push_back("ModelScope zero-shot: entailment = logit 0, contradiction = logit 2 (its pipeline's "
-                           "fixed indices; id2label is not read)");
+    report.notes.push_back(
+        "ModelScope zero-shot: entailment = logit 0, contradiction = logit 2 (its pipeline's "
+        "fixed indices; id2label is not read)");
   }
-  config.has_pooler = has("pooler.weight") && (arch == Architecture::encoder || arch == Architecture::sequence_classification);
+  config.has_pooler = has("pooler.weight") && (arch == Architecture::encoder ||
+                                               arch == Architecture::sequence_classification);
   if (std::filesystem::exists(folder / "1_Pooling/config.json")) {
     const nlohmann::json pooling = read_json_file(folder / "1_Pooling/config.json");
     if (pooling.value("pooling_mode_mean_tokens", false)) config.pooling = Pooling::mean;
@@ -298,8 +333,8 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
   if (has("mlm.decoder.weight") && has("embeddings.word_embeddings")) {
     const SourceTensor* decoder = mapped["mlm.decoder.weight"].first;
     const SourceTensor* word = mapped["embeddings.word_embeddings"].first;
-    if (decoder->dtype == word->dtype && decoder->shape == word->shape && decoder->data == word->data &&
-        decoder->row_scales == word->row_scales) {
+    if (decoder->dtype == word->dtype && decoder->shape == word->shape &&
+        decoder->data == word->data && decoder->row_scales == word->row_scales) {
       mapped.erase("mlm.decoder.weight");
       report.notes.push_back("mlm decoder tied to the word embeddings (stored once)");
     }
@@ -307,7 +342,7 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
 
   // 4. dtypes, layouts, fusion
   const bool keep_dtype = options.dtype == "auto";
-  const DType matrix_dtype = keep_dtype ? DType::f32
+  const DType matrix_dtype = keep_dtype                ? DType::f32
                              : options.dtype == "int8" ? DType::i8
                                                        : parse_dtype(options.dtype);
   if (matrix_dtype == DType::u8) throw Error("--dtype must be auto, f32, f16, bf16 or int8");
@@ -315,8 +350,7 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
   WeightFileWriter writer;
   const auto emit = [&](const std::string& target, SourceTensor t, bool is_matrix) {
     t = is_matrix ? (keep_dtype ? t : cast(t, matrix_dtype)) : cast(t, DType::f32);
-    if (t.dtype == DType::i8)
-      writer.add_f32(target + "_scale", {t.shape.at(0)}, t.row_scales);
+    if (t.dtype == DType::i8) writer.add_f32(target + "_scale", {t.shape.at(0)}, t.row_scales);
     report.bytes += t.data.size();
     writer.add(target, t.dtype, t.shape, std::move(t.data));
     ++report.tensors;
@@ -326,7 +360,8 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
   for (const auto& [key, entry] : mapped) {
     const auto& [tensor, name] = entry;
     if (!used_by_architecture(name.target)) {
-      report.notes.push_back("dropped " + tensor->name + " (not used by a " + architecture_name(arch) + " model)");
+      report.notes.push_back("dropped " + tensor->name + " (not used by a " +
+                             architecture_name(arch) + " model)");
       continue;
     }
     const SourceTensor* t = tensor;
@@ -342,23 +377,35 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
   }
   for (const auto& [target, parts] : qkv) {
     for (int i = 0; i < 3; ++i)
-      if (!parts[i]) throw Error(weights.string() + ": '" + target + "' lacks its " + (i == 0 ? "query" : i == 1 ? "key" : "value") + " part");
+      if (!parts[i])
+        throw Error(weights.string() + ": '" + target + "' lacks its " +
+                    (i == 0   ? "query"
+                     : i == 1 ? "key"
+                              : "value") +
+                    " part");
     emit(target, concat_rows(target, parts), parts[0]->shape.size() == 2);
   }
 
   // 5. tokenizer
-  nlohmann::json tokenizer_json = tokenizer_settings_from_hf(tokenizer_config, config.max_position_embeddings);
+  nlohmann::json tokenizer_json =
+      tokenizer_settings_from_hf(tokenizer_config, config.max_position_embeddings);
   if (modelscope && modelscope->max_length && *modelscope->max_length > 0 &&
       *modelscope->max_length < config.max_position_embeddings)
-    tokenizer_json["model_max_length"] = *modelscope->max_length;  // ModelScope's preprocessor limit
-  Tokenizer::from_vocab_text(vocab, tokenizer_options_from_json(tokenizer_json));  // a bad vocab fails here
+    tokenizer_json["model_max_length"] =
+        *modelscope->max_length;  // ModelScope's preprocessor limit
+  Tokenizer::from_vocab_text(
+      vocab, tokenizer_options_from_json(tokenizer_json));  // a bad vocab fails here
   writer.add("tokenizer.vocab", DType::u8, {static_cast<int64_t>(vocab.size())},
              std::vector<uint8_t>(vocab.begin(), vocab.end()));
   nlohmann::json config_json = config.to_json();
-  if (arch == Architecture::uie) {  // the model's own UIE decoding settings, when its folder has them
-    if (hf.contains("max_seq_len") && hf["max_seq_len"].is_number_integer()) config_json["max_seq_len"] = hf["max_seq_len"];
-    if (hf.contains("position_prob") && hf["position_prob"].is_number()) config_json["position_prob"] = hf["position_prob"];
-    if (tokenizer_config.contains("uie_max_seq_len") && tokenizer_config["uie_max_seq_len"].is_number_integer())
+  if (arch ==
+      Architecture::uie) {  // the model's own UIE decoding settings, when its folder has them
+    if (hf.contains("max_seq_len") && hf["max_seq_len"].is_number_integer())
+      config_json["max_seq_len"] = hf["max_seq_len"];
+    if (hf.contains("position_prob") && hf["position_prob"].is_number())
+      config_json["position_prob"] = hf["position_prob"];
+    if (tokenizer_config.contains("uie_max_seq_len") &&
+        tokenizer_config["uie_max_seq_len"].is_number_integer())
       tokenizer_json["uie_max_seq_len"] = tokenizer_config["uie_max_seq_len"];
   }
   writer.set_config(config_json);
@@ -370,7 +417,8 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder, const s
                          {"paddle_layout", paddle_layout},
                          {"notes", report.notes}};
   for (const auto& [k, v] : source.metadata) meta["source_metadata"][k] = v;
-  if (modelscope) meta["modelscope"] = {{"task", modelscope->task}, {"model_type", modelscope->model_type}};
+  if (modelscope)
+    meta["modelscope"] = {{"task", modelscope->task}, {"model_type", modelscope->model_type}};
   writer.set_metadata(meta);
   writer.write(out_path);
   report.config = config;

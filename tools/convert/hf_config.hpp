@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "tinybert/config.hpp"
@@ -28,13 +28,15 @@ inline nlohmann::json read_json_file(const std::filesystem::path& path) {
 // nothing we know, so the caller can infer it from the tensors.
 inline std::optional<Architecture> architecture_from_hf(const nlohmann::json& config) {
   std::string name;
-  if (config.contains("architectures") && config["architectures"].is_array() && !config["architectures"].empty() &&
-      config["architectures"][0].is_string())
+  if (config.contains("architectures") && config["architectures"].is_array() &&
+      !config["architectures"].empty() && config["architectures"][0].is_string())
     name = config["architectures"][0].get<std::string>();
   const std::string model_type = config.value("model_type", std::string());
   if (model_type == "roberta" || model_type == "xlm-roberta" || name.rfind("Roberta", 0) == 0 ||
       name.rfind("XLMRoberta", 0) == 0)
-    throw Error("config.json: RoBERTa-family models are not supported yet (position ids are offset by the padding index)");
+    throw Error(
+        "config.json: RoBERTa-family models are not supported yet (position ids are offset by the "
+        "padding index)");
   if (name == "UIE" || name == "UIEM" || model_type == "uie") return Architecture::uie;
   if (name == "SiameseUieModel") return Architecture::siamese_uie;
   const auto ends_with = [&](const char* suffix) {
@@ -54,8 +56,8 @@ inline std::optional<Architecture> architecture_from_hf(const nlohmann::json& co
 struct ModelScopeInfo {
   std::string task, model_type;
   std::optional<Architecture> architecture;  // unset for a task we do not run
-  bool zero_shot = false;                    // zero-shot-classification: entailment 0, contradiction 2
-  std::optional<int64_t> max_length;         // preprocessor.max_length
+  bool zero_shot = false;             // zero-shot-classification: entailment 0, contradiction 2
+  std::optional<int64_t> max_length;  // preprocessor.max_length
 };
 
 inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path& folder) {
@@ -73,7 +75,8 @@ inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path
     else
       info.model_type = m.value("model_type", m.value("type", std::string()));
   }
-  if (c.contains("preprocessor") && c["preprocessor"].is_object() && c["preprocessor"].contains("max_length") &&
+  if (c.contains("preprocessor") && c["preprocessor"].is_object() &&
+      c["preprocessor"].contains("max_length") &&
       c["preprocessor"]["max_length"].is_number_integer())
     info.max_length = c["preprocessor"]["max_length"].get<int64_t>();
   if (info.task == "zero-shot-classification" || info.task == "nli") {
@@ -91,14 +94,16 @@ inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path
 
 // default_layer_norm_eps applies when config.json has none: 1e-12 for HF BERT, 1e-5 for
 // PaddleNLP checkpoints (paddle.nn.LayerNorm's default).
-inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture architecture, const std::string& name,
+inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture architecture,
+                                        const std::string& name,
                                         float default_layer_norm_eps = 1e-12f) {
   ModelConfig c;
   c.name = name;
   c.architecture = architecture;
   try {
     const auto required = [&](const char* key) -> int64_t {
-      if (!hf.contains(key) || !hf[key].is_number_integer()) throw Error(std::string("config.json: missing integer \"") + key + "\"");
+      if (!hf.contains(key) || !hf[key].is_number_integer())
+        throw Error(std::string("config.json: missing integer \"") + key + "\"");
       return hf[key].get<int64_t>();
     };
     c.vocab_size = required("vocab_size");
@@ -108,14 +113,17 @@ inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture a
     c.intermediate_size = required("intermediate_size");
     c.max_position_embeddings = hf.value("max_position_embeddings", int64_t{512});
     c.type_vocab_size = hf.value("type_vocab_size", int64_t{2});
-    if (hf.value("use_task_id", false)) c.task_type_vocab_size = hf.value("task_type_vocab_size", int64_t{3});
+    if (hf.value("use_task_id", false))
+      c.task_type_vocab_size = hf.value("task_type_vocab_size", int64_t{3});
     c.layer_norm_eps = hf.value("layer_norm_eps", default_layer_norm_eps);
     const std::string act = hf.value("hidden_act", std::string("gelu"));
     if (act != "gelu")
-      throw Error("config.json: hidden_act \"" + act + "\" is not supported (only exact erf \"gelu\")");
+      throw Error("config.json: hidden_act \"" + act +
+                  "\" is not supported (only exact erf \"gelu\")");
     const std::string positions = hf.value("position_embedding_type", std::string("absolute"));
     if (positions != "absolute")
-      throw Error("config.json: position_embedding_type \"" + positions + "\" is not supported (only \"absolute\")");
+      throw Error("config.json: position_embedding_type \"" + positions +
+                  "\" is not supported (only \"absolute\")");
     if (architecture == Architecture::sequence_classification) {
       if (!hf.contains("id2label") || !hf["id2label"].is_object() || hf["id2label"].empty())
         throw Error("config.json: a sequence classifier needs \"id2label\"");
@@ -133,7 +141,8 @@ inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture a
       }
       for (const auto& [index, label] : by_index) {
         if (index != static_cast<int64_t>(c.labels.size()))
-          throw Error("config.json: id2label has no label for index " + std::to_string(c.labels.size()));
+          throw Error("config.json: id2label has no label for index " +
+                      std::to_string(c.labels.size()));
         c.labels.push_back(label);
       }
     }
@@ -150,11 +159,13 @@ inline nlohmann::json tokenizer_settings_from_hf(const nlohmann::json& tc, int64
     if (!tc.contains(key)) return fallback;
     const auto& v = tc[key];
     if (v.is_string()) return v.get<std::string>();
-    if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+    if (v.is_object() && v.contains("content") && v["content"].is_string())
+      return v["content"].get<std::string>();
     throw Error(std::string("tokenizer_config.json: \"") + key + "\" is not a token");
   };
   const std::string tokenizer_class = tc.value("tokenizer_class", std::string("BertTokenizer"));
-  if (tokenizer_class.find("Bert") == std::string::npos && tokenizer_class.find("Ernie") == std::string::npos)
+  if (tokenizer_class.find("Bert") == std::string::npos &&
+      tokenizer_class.find("Ernie") == std::string::npos)
     throw Error("tokenizer_config.json: tokenizer_class \"" + tokenizer_class +
                 "\" is not a BERT WordPiece tokenizer");
   int64_t max_length = max_positions;
@@ -162,16 +173,17 @@ inline nlohmann::json tokenizer_settings_from_hf(const nlohmann::json& tc, int64
     const double m = tc["model_max_length"].get<double>();
     if (m > 0 && m < static_cast<double>(max_positions)) max_length = static_cast<int64_t>(m);
   }
-  nlohmann::json s = {{"do_lower_case", tc.value("do_lower_case", true)},
-                      {"strip_accents", tc.contains("strip_accents") ? tc["strip_accents"] : nlohmann::json()},
-                      {"tokenize_chinese_chars", tc.value("tokenize_chinese_chars", true)},
-                      {"unk_token", token("unk_token", "[UNK]")},
-                      {"cls_token", token("cls_token", "[CLS]")},
-                      {"sep_token", token("sep_token", "[SEP]")},
-                      {"pad_token", token("pad_token", "[PAD]")},
-                      {"mask_token", token("mask_token", "[MASK]")},
-                      {"model_max_length", max_length},
-                      {"max_input_chars_per_word", 100}};
+  nlohmann::json s = {
+      {"do_lower_case", tc.value("do_lower_case", true)},
+      {"strip_accents", tc.contains("strip_accents") ? tc["strip_accents"] : nlohmann::json()},
+      {"tokenize_chinese_chars", tc.value("tokenize_chinese_chars", true)},
+      {"unk_token", token("unk_token", "[UNK]")},
+      {"cls_token", token("cls_token", "[CLS]")},
+      {"sep_token", token("sep_token", "[SEP]")},
+      {"pad_token", token("pad_token", "[PAD]")},
+      {"mask_token", token("mask_token", "[MASK]")},
+      {"model_max_length", max_length},
+      {"max_input_chars_per_word", 100}};
   if (!s["strip_accents"].is_null() && !s["strip_accents"].is_boolean())
     throw Error("tokenizer_config.json: strip_accents must be true, false or null");
   return s;

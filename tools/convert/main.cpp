@@ -12,7 +12,8 @@ namespace {
 
 const char* kUsage =
     "usage: tinybert-convert MODEL_DIR OUT.tbw [--dtype auto|f32|f16|bf16|int8]\n"
-    "                        [--architecture encoder|masked_lm|sequence_classification|uie|siamese_uie]\n"
+    "                        [--architecture "
+    "encoder|masked_lm|sequence_classification|uie|siamese_uie]\n"
     "                        [--weights FILE]\n"
     "       tinybert-convert --inspect FILE.tbw\n"
     "MODEL_DIR holds config.json, vocab.txt, tokenizer_config.json and model.safetensors,\n"
@@ -26,16 +27,17 @@ std::string detected(const tinybert::WeightFile& file) {
   const tinybert::ModelConfig c = tinybert::ModelConfig::from_json(file.config());
   std::string s = tinybert::architecture_name(c.architecture);
   if (c.modelscope_nli) {
-    s += "; nli: entailment = logit 0, contradiction = logit 2 (ModelScope's zero-shot pipeline, whatever the labels say)";
+    s += "; nli: entailment = logit 0, contradiction = logit 2 (ModelScope's zero-shot pipeline, "
+         "whatever the labels say)";
   } else if (c.architecture == tinybert::Architecture::sequence_classification) {
     const int64_t entailment = tinybert::find_entailment_index(c.labels);
     s += entailment < 0 ? "; no entailment label: not usable for zero-shot classification"
-                        : "; nli: entailment = logit " + std::to_string(entailment) + " ('" + c.labels[entailment] +
-                              "', HuggingFace's pipeline rule)";
+                        : "; nli: entailment = logit " + std::to_string(entailment) + " ('" +
+                              c.labels[entailment] + "', HuggingFace's pipeline rule)";
   }
   if (c.architecture == tinybert::Architecture::siamese_uie)
-    s += ": " + std::to_string(c.num_layers - c.cross_layers) + " shared + " + std::to_string(c.cross_layers) +
-         " cross layers";
+    s += ": " + std::to_string(c.num_layers - c.cross_layers) + " shared + " +
+         std::to_string(c.cross_layers) + " cross layers";
   return s;
 }
 
@@ -48,8 +50,9 @@ void print_inspection(const tinybert::WeightFile& file) {
             << "detected   " << detected(file) << "\n"
             << "tensors    " << file.tensors().size() << "\n";
   for (const auto& t : file.tensors()) {
-    std::printf("  %-44s %-5s %-16s offset %-10llu %llu bytes\n", t.name.c_str(), tinybert::dtype_name(t.view.dtype),
-                tinybert::shape_string(t.view.shape).c_str(), static_cast<unsigned long long>(t.offset),
+    std::printf("  %-44s %-5s %-16s offset %-10llu %llu bytes\n", t.name.c_str(),
+                tinybert::dtype_name(t.view.dtype), tinybert::shape_string(t.view.shape).c_str(),
+                static_cast<unsigned long long>(t.offset),
                 static_cast<unsigned long long>(t.view.bytes()));
   }
 }
@@ -72,9 +75,10 @@ int main(int argc, char** argv) {
       };
       if (args[i] == "--dtype") {
         options.dtype = value();
-        if (options.dtype != "auto" && options.dtype != "f32" && options.dtype != "f16" && options.dtype != "bf16" &&
-            options.dtype != "int8")
-          throw tinybert::Error("--dtype must be auto, f32, f16, bf16 or int8, got '" + options.dtype + "'");
+        if (options.dtype != "auto" && options.dtype != "f32" && options.dtype != "f16" &&
+            options.dtype != "bf16" && options.dtype != "int8")
+          throw tinybert::Error("--dtype must be auto, f32, f16, bf16 or int8, got '" +
+                                options.dtype + "'");
       } else if (args[i] == "--architecture") {
         options.architecture = tinybert::parse_architecture(value());
       } else if (args[i] == "--weights") {
@@ -93,10 +97,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     const auto report = tinybert::convert::convert_folder(positional[0], positional[1], options);
-    std::cerr << "tinybert-convert: " << report.weights_path << " (" << report.source_format << ") -> " << positional[1]
-              << ": " << tinybert::architecture_name(report.config.architecture) << ", " << report.config.num_layers
-              << " layers, hidden " << report.config.hidden_size << ", " << report.tensors << " tensors, "
-              << report.bytes << " bytes, dtype " << report.dtype << "\n";
+    std::cerr << "tinybert-convert: " << report.weights_path << " (" << report.source_format
+              << ") -> " << positional[1] << ": "
+              << tinybert::architecture_name(report.config.architecture) << ", "
+              << report.config.num_layers << " layers, hidden " << report.config.hidden_size << ", "
+              << report.tensors << " tensors, " << report.bytes << " bytes, dtype " << report.dtype
+              << "\n";
     for (const auto& note : report.notes) std::cerr << "  note: " << note << "\n";
     return 0;
   } catch (const std::exception& e) {

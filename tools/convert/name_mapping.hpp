@@ -9,14 +9,16 @@
 namespace tinybert::convert {
 
 struct MappedName {
-  std::string target;     // .tbw name, e.g. "layers.3.attention.qkv.weight"
-  int qkv_part = -1;      // 0/1/2 for query/key/value: rows of the fused qkv tensor
-  bool is_linear = false; // a Linear weight (transposed when the source is in Paddle layout)
+  std::string target;      // .tbw name, e.g. "layers.3.attention.qkv.weight"
+  int qkv_part = -1;       // 0/1/2 for query/key/value: rows of the fused qkv tensor
+  bool is_linear = false;  // a Linear weight (transposed when the source is in Paddle layout)
 };
 
 namespace detail {
 
-inline bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+inline bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 
 // "LayerNorm.gamma" (TF-converted checkpoints) means weight, "beta" bias.
 inline std::string leaf(std::string_view suffix) {
@@ -120,7 +122,8 @@ inline std::optional<MappedName> map_tensor_name(std::string_view source, bool* 
     const std::string_view inner = rest.substr(dot + 1);
     for (const auto& rule : kLayerRules)
       if (inner == rule.source)
-        return MappedName{std::string(stack) + std::string(index) + "." + std::string(rule.target) + "." + leaf(suffix),
+        return MappedName{std::string(stack) + std::string(index) + "." + std::string(rule.target) +
+                              "." + leaf(suffix),
                           rule.qkv_part, rule.is_linear && suffix == "weight"};
     return std::nullopt;
   }

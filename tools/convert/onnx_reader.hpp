@@ -18,8 +18,17 @@ namespace tinybert::convert {
 
 // TensorProto.DataType values (onnx.proto).
 enum OnnxType : int32_t {
-  kOnnxFloat = 1, kOnnxUint8 = 2, kOnnxInt8 = 3, kOnnxUint16 = 4, kOnnxInt16 = 5, kOnnxInt32 = 6,
-  kOnnxInt64 = 7, kOnnxBool = 9, kOnnxFloat16 = 10, kOnnxDouble = 11, kOnnxBfloat16 = 16
+  kOnnxFloat = 1,
+  kOnnxUint8 = 2,
+  kOnnxInt8 = 3,
+  kOnnxUint16 = 4,
+  kOnnxInt16 = 5,
+  kOnnxInt32 = 6,
+  kOnnxInt64 = 7,
+  kOnnxBool = 9,
+  kOnnxFloat16 = 10,
+  kOnnxDouble = 11,
+  kOnnxBfloat16 = 16
 };
 
 struct OnnxTensor {
@@ -65,11 +74,23 @@ namespace detail {
 
 inline size_t onnx_elem_size(int32_t type) {
   switch (type) {
-    case kOnnxFloat: case kOnnxInt32: return 4;
-    case kOnnxUint8: case kOnnxInt8: case kOnnxBool: return 1;
-    case kOnnxUint16: case kOnnxInt16: case kOnnxFloat16: case kOnnxBfloat16: return 2;
-    case kOnnxInt64: case kOnnxDouble: return 8;
-    default: return 0;
+    case kOnnxFloat:
+    case kOnnxInt32:
+      return 4;
+    case kOnnxUint8:
+    case kOnnxInt8:
+    case kOnnxBool:
+      return 1;
+    case kOnnxUint16:
+    case kOnnxInt16:
+    case kOnnxFloat16:
+    case kOnnxBfloat16:
+      return 2;
+    case kOnnxInt64:
+    case kOnnxDouble:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -80,7 +101,8 @@ inline void expect_type(const Reader& r, const Field& f, protobuf::WireType t, c
   if (f.type != t) r.fail(std::string("field ") + name + " has the wrong wire type", f.offset);
 }
 
-inline OnnxTensor parse_tensor(std::span<const uint8_t> bytes, uint64_t offset, const std::string& what) {
+inline OnnxTensor parse_tensor(std::span<const uint8_t> bytes, uint64_t offset,
+                               const std::string& what) {
   Reader r(bytes, offset, what);
   OnnxTensor t;
   bool external = false, has_raw = false;
@@ -93,23 +115,54 @@ inline OnnxTensor parse_tensor(std::span<const uint8_t> bytes, uint64_t offset, 
   Field f;
   while (r.next(f)) {
     switch (f.number) {
-      case 1: protobuf::read_repeated(f, r, t.dims, protobuf::kVarint, as_i64, what); break;
-      case 2: expect_type(r, f, protobuf::kVarint, "data_type"); t.data_type = static_cast<int32_t>(f.varint); break;
-      case 4: protobuf::read_repeated(f, r, floats, protobuf::kFixed32,
-                                      [](uint64_t v) { return std::bit_cast<float>(static_cast<uint32_t>(v)); }, what); break;
-      case 5: protobuf::read_repeated(f, r, int32s, protobuf::kVarint,
-                                      [](uint64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)); }, what); break;
-      case 7: protobuf::read_repeated(f, r, int64s, protobuf::kVarint, as_i64, what); break;
-      case 8: expect_type(r, f, protobuf::kLengthDelimited, "name"); t.name = protobuf::as_string(f); break;
-      case 9: expect_type(r, f, protobuf::kLengthDelimited, "raw_data"); raw = f.bytes; has_raw = true; break;
-      case 10: protobuf::read_repeated(f, r, doubles, protobuf::kFixed64, [](uint64_t v) { return v; }, what); break;
-      case 13: external = true; break;
-      case 14: if (f.varint == 1) external = true; break;
-      default: break;
+      case 1:
+        protobuf::read_repeated(f, r, t.dims, protobuf::kVarint, as_i64, what);
+        break;
+      case 2:
+        expect_type(r, f, protobuf::kVarint, "data_type");
+        t.data_type = static_cast<int32_t>(f.varint);
+        break;
+      case 4:
+        protobuf::read_repeated(
+            f, r, floats, protobuf::kFixed32,
+            [](uint64_t v) { return std::bit_cast<float>(static_cast<uint32_t>(v)); }, what);
+        break;
+      case 5:
+        protobuf::read_repeated(
+            f, r, int32s, protobuf::kVarint,
+            [](uint64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)); }, what);
+        break;
+      case 7:
+        protobuf::read_repeated(f, r, int64s, protobuf::kVarint, as_i64, what);
+        break;
+      case 8:
+        expect_type(r, f, protobuf::kLengthDelimited, "name");
+        t.name = protobuf::as_string(f);
+        break;
+      case 9:
+        expect_type(r, f, protobuf::kLengthDelimited, "raw_data");
+        raw = f.bytes;
+        has_raw = true;
+        break;
+      case 10:
+        protobuf::read_repeated(
+            f, r, doubles, protobuf::kFixed64, [](uint64_t v) { return v; }, what);
+        break;
+      case 13:
+        external = true;
+        break;
+      case 14:
+        if (f.varint == 1) external = true;
+        break;
+      default:
+        break;
     }
   }
   const std::string where = what + ": tensor " + t.name;
-  if (external) throw Error(where + ": external data not supported (re-save the model with all tensors inside the .onnx file)");
+  if (external)
+    throw Error(
+        where +
+        ": external data not supported (re-save the model with all tensors inside the .onnx file)");
   const size_t elem = onnx_elem_size(t.data_type);
   if (elem == 0) return t;  // a type we never read (string, complex...): kept without data
   int64_t numel = 0;
@@ -146,61 +199,102 @@ inline OnnxTensor parse_tensor(std::span<const uint8_t> bytes, uint64_t offset, 
   } else {  // int32_data holds every type of 4 bytes or fewer, one element per entry
     if (int32s.size() != static_cast<uint64_t>(numel)) throw count_mismatch(int32s.size());
     for (int32_t v : int32s) {
-      if (elem == 4) put(v);
-      else if (elem == 2) put(static_cast<uint16_t>(v));
-      else put(static_cast<uint8_t>(v));
+      if (elem == 4)
+        put(v);
+      else if (elem == 2)
+        put(static_cast<uint16_t>(v));
+      else
+        put(static_cast<uint8_t>(v));
     }
   }
   return t;
 }
 
-inline OnnxAttribute parse_attribute(std::span<const uint8_t> bytes, uint64_t offset, const std::string& what) {
+inline OnnxAttribute parse_attribute(std::span<const uint8_t> bytes, uint64_t offset,
+                                     const std::string& what) {
   Reader r(bytes, offset, what);
   OnnxAttribute a;
   Field f;
   while (r.next(f)) {
     switch (f.number) {
-      case 1: expect_type(r, f, protobuf::kLengthDelimited, "attribute.name"); a.name = protobuf::as_string(f); break;
-      case 20: a.type = static_cast<int32_t>(f.varint); break;
-      case 2: a.f = std::bit_cast<float>(static_cast<uint32_t>(f.varint)); break;
-      case 3: a.i = static_cast<int64_t>(f.varint); break;
-      case 4: expect_type(r, f, protobuf::kLengthDelimited, "attribute.s"); a.s = protobuf::as_string(f); break;
+      case 1:
+        expect_type(r, f, protobuf::kLengthDelimited, "attribute.name");
+        a.name = protobuf::as_string(f);
+        break;
+      case 20:
+        a.type = static_cast<int32_t>(f.varint);
+        break;
+      case 2:
+        a.f = std::bit_cast<float>(static_cast<uint32_t>(f.varint));
+        break;
+      case 3:
+        a.i = static_cast<int64_t>(f.varint);
+        break;
+      case 4:
+        expect_type(r, f, protobuf::kLengthDelimited, "attribute.s");
+        a.s = protobuf::as_string(f);
+        break;
       case 5:
         expect_type(r, f, protobuf::kLengthDelimited, "attribute.t");
         a.t = parse_tensor(f.bytes, r.offset_of(f.bytes), what);
         break;
-      case 7: protobuf::read_repeated(f, r, a.floats, protobuf::kFixed32,
-                                      [](uint64_t v) { return std::bit_cast<float>(static_cast<uint32_t>(v)); }, what); break;
-      case 8: protobuf::read_repeated(f, r, a.ints, protobuf::kVarint,
-                                      [](uint64_t v) { return static_cast<int64_t>(v); }, what); break;
-      default: break;  // subgraphs and the rest are not needed to find weights
+      case 7:
+        protobuf::read_repeated(
+            f, r, a.floats, protobuf::kFixed32,
+            [](uint64_t v) { return std::bit_cast<float>(static_cast<uint32_t>(v)); }, what);
+        break;
+      case 8:
+        protobuf::read_repeated(
+            f, r, a.ints, protobuf::kVarint, [](uint64_t v) { return static_cast<int64_t>(v); },
+            what);
+        break;
+      default:
+        break;  // subgraphs and the rest are not needed to find weights
     }
   }
   return a;
 }
 
-inline OnnxNode parse_node(std::span<const uint8_t> bytes, uint64_t offset, const std::string& what) {
+inline OnnxNode parse_node(std::span<const uint8_t> bytes, uint64_t offset,
+                           const std::string& what) {
   Reader r(bytes, offset, what);
   OnnxNode n;
   Field f;
   while (r.next(f)) {
     switch (f.number) {
-      case 1: expect_type(r, f, protobuf::kLengthDelimited, "node.input"); n.inputs.push_back(protobuf::as_string(f)); break;
-      case 2: expect_type(r, f, protobuf::kLengthDelimited, "node.output"); n.outputs.push_back(protobuf::as_string(f)); break;
-      case 3: expect_type(r, f, protobuf::kLengthDelimited, "node.name"); n.name = protobuf::as_string(f); break;
-      case 4: expect_type(r, f, protobuf::kLengthDelimited, "node.op_type"); n.op_type = protobuf::as_string(f); break;
-      case 7: expect_type(r, f, protobuf::kLengthDelimited, "node.domain"); n.domain = protobuf::as_string(f); break;
+      case 1:
+        expect_type(r, f, protobuf::kLengthDelimited, "node.input");
+        n.inputs.push_back(protobuf::as_string(f));
+        break;
+      case 2:
+        expect_type(r, f, protobuf::kLengthDelimited, "node.output");
+        n.outputs.push_back(protobuf::as_string(f));
+        break;
+      case 3:
+        expect_type(r, f, protobuf::kLengthDelimited, "node.name");
+        n.name = protobuf::as_string(f);
+        break;
+      case 4:
+        expect_type(r, f, protobuf::kLengthDelimited, "node.op_type");
+        n.op_type = protobuf::as_string(f);
+        break;
+      case 7:
+        expect_type(r, f, protobuf::kLengthDelimited, "node.domain");
+        n.domain = protobuf::as_string(f);
+        break;
       case 5:
         expect_type(r, f, protobuf::kLengthDelimited, "node.attribute");
         n.attributes.push_back(parse_attribute(f.bytes, r.offset_of(f.bytes), what));
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return n;
 }
 
-inline std::string parse_value_info_name(std::span<const uint8_t> bytes, uint64_t offset, const std::string& what) {
+inline std::string parse_value_info_name(std::span<const uint8_t> bytes, uint64_t offset,
+                                         const std::string& what) {
   Reader r(bytes, offset, what);
   Field f;
   std::string name;
@@ -209,20 +303,33 @@ inline std::string parse_value_info_name(std::span<const uint8_t> bytes, uint64_
   return name;
 }
 
-inline void parse_graph(std::span<const uint8_t> bytes, uint64_t offset, const std::string& what, OnnxModel& m) {
+inline void parse_graph(std::span<const uint8_t> bytes, uint64_t offset, const std::string& what,
+                        OnnxModel& m) {
   Reader r(bytes, offset, what);
   Field f;
   while (r.next(f)) {
     if (f.number == 1 || f.number == 2 || f.number == 5 || f.number == 11 || f.number == 12)
       expect_type(r, f, protobuf::kLengthDelimited, "graph field");
     switch (f.number) {
-      case 1: m.nodes.push_back(parse_node(f.bytes, r.offset_of(f.bytes), what)); break;
-      case 2: m.graph_name = protobuf::as_string(f); break;
-      case 5: m.initializers.push_back(parse_tensor(f.bytes, r.offset_of(f.bytes), what)); break;
-      case 11: m.inputs.push_back(parse_value_info_name(f.bytes, r.offset_of(f.bytes), what)); break;
-      case 12: m.outputs.push_back(parse_value_info_name(f.bytes, r.offset_of(f.bytes), what)); break;
-      case 15: throw Error(what + ": sparse initializers are not supported");
-      default: break;
+      case 1:
+        m.nodes.push_back(parse_node(f.bytes, r.offset_of(f.bytes), what));
+        break;
+      case 2:
+        m.graph_name = protobuf::as_string(f);
+        break;
+      case 5:
+        m.initializers.push_back(parse_tensor(f.bytes, r.offset_of(f.bytes), what));
+        break;
+      case 11:
+        m.inputs.push_back(parse_value_info_name(f.bytes, r.offset_of(f.bytes), what));
+        break;
+      case 12:
+        m.outputs.push_back(parse_value_info_name(f.bytes, r.offset_of(f.bytes), what));
+        break;
+      case 15:
+        throw Error(what + ": sparse initializers are not supported");
+      default:
+        break;
     }
   }
 }
@@ -237,9 +344,18 @@ inline OnnxModel parse_onnx(std::span<const uint8_t> file, const std::string& wh
   Field f;
   while (r.next(f)) {
     switch (f.number) {
-      case 1: expect_type(r, f, protobuf::kVarint, "ir_version"); m.ir_version = static_cast<int64_t>(f.varint); break;
-      case 2: expect_type(r, f, protobuf::kLengthDelimited, "producer_name"); m.producer_name = protobuf::as_string(f); break;
-      case 3: expect_type(r, f, protobuf::kLengthDelimited, "producer_version"); m.producer_version = protobuf::as_string(f); break;
+      case 1:
+        expect_type(r, f, protobuf::kVarint, "ir_version");
+        m.ir_version = static_cast<int64_t>(f.varint);
+        break;
+      case 2:
+        expect_type(r, f, protobuf::kLengthDelimited, "producer_name");
+        m.producer_name = protobuf::as_string(f);
+        break;
+      case 3:
+        expect_type(r, f, protobuf::kLengthDelimited, "producer_version");
+        m.producer_version = protobuf::as_string(f);
+        break;
       case 7:
         expect_type(r, f, protobuf::kLengthDelimited, "graph");
         if (has_graph) r.fail("second graph", f.offset);
@@ -252,13 +368,16 @@ inline OnnxModel parse_onnx(std::span<const uint8_t> file, const std::string& wh
         Field g;
         std::pair<std::string, int64_t> opset;
         while (o.next(g)) {
-          if (g.number == 1 && g.type == protobuf::kLengthDelimited) opset.first = protobuf::as_string(g);
-          if (g.number == 2 && g.type == protobuf::kVarint) opset.second = static_cast<int64_t>(g.varint);
+          if (g.number == 1 && g.type == protobuf::kLengthDelimited)
+            opset.first = protobuf::as_string(g);
+          if (g.number == 2 && g.type == protobuf::kVarint)
+            opset.second = static_cast<int64_t>(g.varint);
         }
         m.opset_import.push_back(opset);
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
   if (!has_graph || m.ir_version <= 0)
@@ -281,8 +400,8 @@ inline std::vector<float> onnx_floats(const OnnxTensor& t, const std::string& ro
   const size_t elem = onnx_elem_size(t.data_type);
   if ((t.data_type != kOnnxFloat && t.data_type != kOnnxFloat16 && t.data_type != kOnnxBfloat16) ||
       t.data.size() != static_cast<uint64_t>(t.numel()) * elem)
-    throw Error("initializer " + t.name + " (" + role + "): expected a float tensor, found data_type " +
-                std::to_string(t.data_type));
+    throw Error("initializer " + t.name + " (" + role +
+                "): expected a float tensor, found data_type " + std::to_string(t.data_type));
   std::vector<float> out(t.data.size() / elem);
   if (t.data_type == kOnnxFloat) {
     for (size_t i = 0; i < out.size(); ++i) out[i] = load_le<float>(&t.data[i * 4]);
@@ -298,8 +417,8 @@ inline std::vector<float> onnx_floats(const OnnxTensor& t, const std::string& ro
 inline std::vector<int32_t> onnx_int8s(const OnnxTensor& t, const std::string& role) {
   if ((t.data_type != kOnnxInt8 && t.data_type != kOnnxUint8) ||
       t.data.size() != static_cast<uint64_t>(t.numel()))
-    throw Error("initializer " + t.name + " (" + role + "): expected int8 or uint8, found data_type " +
-                std::to_string(t.data_type));
+    throw Error("initializer " + t.name + " (" + role +
+                "): expected int8 or uint8, found data_type " + std::to_string(t.data_type));
   std::vector<int32_t> out(t.data.size());
   for (size_t i = 0; i < out.size(); ++i)
     out[i] = t.data_type == kOnnxInt8 ? static_cast<int8_t>(t.data[i]) : t.data[i];
@@ -312,14 +431,17 @@ inline std::vector<int32_t> onnx_int8s(const OnnxTensor& t, const std::string& r
 inline SourceTensor dequantized_rows(const std::string& name, const OnnxTensor& q, bool transpose,
                                      const std::vector<int32_t>& zero_points,
                                      const std::vector<float>& scales) {
-  if (q.dims.size() != 2) throw Error("initializer " + q.name + ": expected a 2-D quantized matrix, found " + shape_string(q.dims));
+  if (q.dims.size() != 2)
+    throw Error("initializer " + q.name + ": expected a 2-D quantized matrix, found " +
+                shape_string(q.dims));
   const std::vector<int32_t> values = onnx_int8s(q, "quantized weight");
   const uint64_t rows = static_cast<uint64_t>(transpose ? q.dims[1] : q.dims[0]);
   const uint64_t cols = static_cast<uint64_t>(transpose ? q.dims[0] : q.dims[1]);
   const auto per_row_ok = [&](size_t n) { return n == 1 || n == rows; };
   if (!per_row_ok(scales.size()) || !per_row_ok(zero_points.size()))
-    throw Error(name + ": expected 1 or " + std::to_string(rows) + " scales and zero points, found " +
-                std::to_string(scales.size()) + " and " + std::to_string(zero_points.size()));
+    throw Error(name + ": expected 1 or " + std::to_string(rows) +
+                " scales and zero points, found " + std::to_string(scales.size()) + " and " +
+                std::to_string(zero_points.size()));
   SourceTensor out;
   out.name = name;
   out.shape = {static_cast<int64_t>(rows), static_cast<int64_t>(cols)};
@@ -336,7 +458,8 @@ inline SourceTensor dequantized_rows(const std::string& name, const OnnxTensor& 
   if (fits) {
     out.dtype = DType::i8;
     out.data.resize(centred.size());
-    for (size_t i = 0; i < centred.size(); ++i) out.data[i] = static_cast<uint8_t>(static_cast<int8_t>(centred[i]));
+    for (size_t i = 0; i < centred.size(); ++i)
+      out.data[i] = static_cast<uint8_t>(static_cast<int8_t>(centred[i]));
     out.row_scales.resize(rows);
     for (uint64_t r = 0; r < rows; ++r) out.row_scales[r] = scales[scales.size() == 1 ? 0 : r];
   } else {
@@ -344,7 +467,8 @@ inline SourceTensor dequantized_rows(const std::string& name, const OnnxTensor& 
     out.data.resize(centred.size() * 4);
     for (uint64_t r = 0; r < rows; ++r)
       for (uint64_t c = 0; c < cols; ++c) {
-        const float v = static_cast<float>(centred[r * cols + c]) * scales[scales.size() == 1 ? 0 : r];
+        const float v =
+            static_cast<float>(centred[r * cols + c]) * scales[scales.size() == 1 ? 0 : r];
         std::memcpy(&out.data[(r * cols + c) * 4], &v, 4);
       }
   }
@@ -359,21 +483,27 @@ class GraphTracer {
       for (const std::string& in : n.inputs) consumers_[in].push_back(&n);
       for (const std::string& out : n.outputs) producer_[out] = &n;
       if (n.op_type == "Constant" && n.outputs.size() == 1)
-        if (const OnnxAttribute* a = n.attribute("value"); a && a->t) consts_[n.outputs[0]] = &*a->t;
+        if (const OnnxAttribute* a = n.attribute("value"); a && a->t)
+          consts_[n.outputs[0]] = &*a->t;
     }
   }
 
   SourceModel run() {
     for (const OnnxNode& n : m_.nodes) {
-      if (n.op_type == "MatMulInteger") trace_matmul_integer(n);
-      else if (n.op_type == "MatMul") trace_matmul(n);
-      else if (n.op_type == "Gemm") trace_gemm(n);
-      else if (n.op_type == "DequantizeLinear") trace_dequantize(n);
+      if (n.op_type == "MatMulInteger")
+        trace_matmul_integer(n);
+      else if (n.op_type == "MatMul")
+        trace_matmul(n);
+      else if (n.op_type == "Gemm")
+        trace_gemm(n);
+      else if (n.op_type == "DequantizeLinear")
+        trace_dequantize(n);
     }
     std::string skipped;
     for (const OnnxTensor& t : m_.initializers) {
       if (used_.count(t.name)) continue;
-      const bool is_float = t.data_type == kOnnxFloat || t.data_type == kOnnxFloat16 || t.data_type == kOnnxBfloat16;
+      const bool is_float =
+          t.data_type == kOnnxFloat || t.data_type == kOnnxFloat16 || t.data_type == kOnnxBfloat16;
       if (!is_float || t.name.rfind("onnx::", 0) == 0 || t.name.empty()) {
         skipped += (skipped.empty() ? "" : ",") + t.name;
         continue;
@@ -386,7 +516,8 @@ class GraphTracer {
     if (!m_.producer_version.empty()) out_.metadata["producer_version"] = m_.producer_version;
     out_.metadata["ir_version"] = std::to_string(m_.ir_version);
     for (const auto& [domain, version] : m_.opset_import)
-      out_.metadata["opset" + (domain.empty() ? std::string() : "." + domain)] = std::to_string(version);
+      out_.metadata["opset" + (domain.empty() ? std::string() : "." + domain)] =
+          std::to_string(version);
     return std::move(out_);
   }
 
@@ -397,7 +528,8 @@ class GraphTracer {
   }
   const OnnxNode* sole_consumer(const std::string& value, std::string_view op) const {
     const auto it = consumers_.find(value);
-    if (it == consumers_.end() || it->second.size() != 1 || it->second[0]->op_type != op) return nullptr;
+    if (it == consumers_.end() || it->second.size() != 1 || it->second[0]->op_type != op)
+      return nullptr;
     return it->second[0];
   }
   const OnnxNode* producer(const std::string& value) const {
@@ -405,7 +537,8 @@ class GraphTracer {
     return it == producer_.end() ? nullptr : it->second;
   }
   static const std::string& other_input(const OnnxNode& n, const std::string& known) {
-    if (n.inputs.size() != 2) throw Error("node " + n.name + " (" + n.op_type + "): expected 2 inputs");
+    if (n.inputs.size() != 2)
+      throw Error("node " + n.name + " (" + n.op_type + "): expected 2 inputs");
     return n.inputs[0] == known ? n.inputs[1] : n.inputs[0];
   }
 
@@ -423,7 +556,8 @@ class GraphTracer {
 
   // "encoder.layer.0.attention.self.query" from the bias name, else from the node name
   // "/encoder/layer.0/attention/self/query/MatMul_quant".
-  static std::string module_name(const OnnxNode& n, const OnnxTensor* bias, const std::string& weight) {
+  static std::string module_name(const OnnxNode& n, const OnnxTensor* bias,
+                                 const std::string& weight) {
     if (bias && ends_with(bias->name, ".bias") && bias->name.rfind("onnx::", 0) != 0)
       return bias->name.substr(0, bias->name.size() - 5);
     std::string path = n.name;
@@ -439,13 +573,16 @@ class GraphTracer {
   }
 
   void emit(SourceTensor t) {
-    if (!names_.insert(t.name).second) throw Error("ONNX graph: two tensors traced to the name " + t.name);
+    if (!names_.insert(t.name).second)
+      throw Error("ONNX graph: two tensors traced to the name " + t.name);
     out_.tensors.push_back(std::move(t));
   }
   void emit_plain(const std::string& name, const OnnxTensor& t) {
     SourceTensor s;
     s.name = name;
-    s.dtype = t.data_type == kOnnxFloat ? DType::f32 : t.data_type == kOnnxFloat16 ? DType::f16 : DType::bf16;
+    s.dtype = t.data_type == kOnnxFloat     ? DType::f32
+              : t.data_type == kOnnxFloat16 ? DType::f16
+                                            : DType::bf16;
     s.shape = t.dims;
     if (t.data.size() != tensor_bytes(s.shape, s.dtype, "initializer " + t.name))
       throw Error("initializer " + t.name + ": data size does not match " + shape_string(t.dims));
@@ -460,10 +597,12 @@ class GraphTracer {
 
   void trace_matmul_integer(const OnnxNode& n) {
     const std::string where = "MatMulInteger " + n.name;
-    if (n.inputs.size() < 2 || n.outputs.size() != 1) throw Error(where + ": expected inputs A, B and one output");
+    if (n.inputs.size() < 2 || n.outputs.size() != 1)
+      throw Error(where + ": expected inputs A, B and one output");
     const OnnxTensor* b = constant(n.inputs[1]);
     if (!b) throw Error(where + ": weight input " + n.inputs[1] + " is not an initializer");
-    if (b->dims.size() != 2) throw Error(where + ": expected weight [in, out], found " + shape_string(b->dims));
+    if (b->dims.size() != 2)
+      throw Error(where + ": expected weight [in, out], found " + shape_string(b->dims));
     const int64_t out_features = b->dims[1];
     std::vector<int32_t> zero_points{0};
     if (n.inputs.size() > 3 && !n.inputs[3].empty()) {
@@ -474,9 +613,11 @@ class GraphTracer {
     }
     // int32 result -> Cast(float) -> Mul(scale) where scale = x_scale * w_scale (or w_scale).
     const OnnxNode* cast = sole_consumer(n.outputs[0], "Cast");
-    if (!cast || cast->outputs.size() != 1) throw Error(where + ": expected its output to feed one Cast");
+    if (!cast || cast->outputs.size() != 1)
+      throw Error(where + ": expected its output to feed one Cast");
     const OnnxNode* mul = sole_consumer(cast->outputs[0], "Mul");
-    if (!mul || mul->outputs.size() != 1) throw Error(where + ": expected Cast -> Mul(scale) after it");
+    if (!mul || mul->outputs.size() != 1)
+      throw Error(where + ": expected Cast -> Mul(scale) after it");
     const std::string& scale_value = other_input(*mul, cast->outputs[0]);
     const OnnxTensor* w_scale = constant(scale_value);
     if (!w_scale) {
@@ -499,10 +640,14 @@ class GraphTracer {
   }
 
   void emit_float_weight(const std::string& name, const OnnxTensor& w, bool transpose) {
-    if (w.dims.size() != 2) throw Error("initializer " + w.name + ": expected a 2-D weight, found " + shape_string(w.dims));
+    if (w.dims.size() != 2)
+      throw Error("initializer " + w.name + ": expected a 2-D weight, found " +
+                  shape_string(w.dims));
     SourceTensor s;
     s.name = name;
-    s.dtype = w.data_type == kOnnxFloat ? DType::f32 : w.data_type == kOnnxFloat16 ? DType::f16 : DType::bf16;
+    s.dtype = w.data_type == kOnnxFloat     ? DType::f32
+              : w.data_type == kOnnxFloat16 ? DType::f16
+                                            : DType::bf16;
     const size_t elem = dtype_size(s.dtype);
     if (w.data.size() != tensor_bytes(w.dims, s.dtype, "initializer " + w.name))
       throw Error("initializer " + w.name + ": data size does not match " + shape_string(w.dims));
@@ -512,12 +657,15 @@ class GraphTracer {
     used_.insert(w.name);
     emit(std::move(s));
   }
-  static bool is_float_type(int32_t t) { return t == kOnnxFloat || t == kOnnxFloat16 || t == kOnnxBfloat16; }
+  static bool is_float_type(int32_t t) {
+    return t == kOnnxFloat || t == kOnnxFloat16 || t == kOnnxBfloat16;
+  }
 
   void trace_matmul(const OnnxNode& n) {
     if (n.inputs.size() != 2 || n.outputs.size() != 1) return;
     const OnnxTensor* b = constant(n.inputs[1]);
-    if (!b || constant(n.inputs[0]) || !is_float_type(b->data_type) || b->dims.size() != 2) return;  // activation x activation
+    if (!b || constant(n.inputs[0]) || !is_float_type(b->data_type) || b->dims.size() != 2)
+      return;  // activation x activation
     const OnnxTensor* bias = find_bias(n.outputs[0], b->dims[1]);
     const std::string module = module_name(n, bias, b->name);
     emit_float_weight(module + ".weight", *b, /*transpose=*/true);
@@ -543,22 +691,26 @@ class GraphTracer {
     const OnnxTensor* bias = nullptr;
     if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
       bias = constant(n.inputs[2]);
-      if (!bias || bias->data_type != kOnnxFloat || bias->dims.size() != 1 || bias->dims[0] != out_features)
-        throw Error("Gemm " + n.name + ": expected a float bias initializer of " + std::to_string(out_features));
+      if (!bias || bias->data_type != kOnnxFloat || bias->dims.size() != 1 ||
+          bias->dims[0] != out_features)
+        throw Error("Gemm " + n.name + ": expected a float bias initializer of " +
+                    std::to_string(out_features));
     }
     const std::string module = module_name(n, bias, b->name);
     emit_float_weight(module + ".weight", *b, /*transpose=*/!trans_b);
     emit_bias(module, bias);
   }
 
-  // uint8 embedding tables: Gather(table) -> DequantizeLinear, or DequantizeLinear(table) -> Gather.
+  // uint8 embedding tables: Gather(table) -> DequantizeLinear, or DequantizeLinear(table) ->
+  // Gather.
   void trace_dequantize(const OnnxNode& n) {
     if (n.inputs.size() < 2 || n.outputs.size() != 1) return;
     const OnnxTensor* table = constant(n.inputs[0]);
     std::string name;
     if (table) {
       if (!sole_consumer(n.outputs[0], "Gather")) return;  // a weight for something else
-      name = ends_with(table->name, "_quantized") ? table->name.substr(0, table->name.size() - 10) : n.outputs[0];
+      name = ends_with(table->name, "_quantized") ? table->name.substr(0, table->name.size() - 10)
+                                                  : n.outputs[0];
     } else {
       const OnnxNode* gather = producer(n.inputs[0]);
       if (!gather || gather->op_type != "Gather" || gather->inputs.empty()) return;
@@ -566,7 +718,8 @@ class GraphTracer {
       if (!table) return;
       if (const OnnxAttribute* axis = gather->attribute("axis"); axis && axis->i != 0)
         throw Error("Gather " + gather->name + ": expected axis 0 for an embedding table");
-      name = ends_with(table->name, "_quantized") ? table->name.substr(0, table->name.size() - 10) : table->name;
+      name = ends_with(table->name, "_quantized") ? table->name.substr(0, table->name.size() - 10)
+                                                  : table->name;
     }
     const std::string where = "DequantizeLinear " + n.name;
     const OnnxTensor* scale = constant(n.inputs[1]);
@@ -582,7 +735,8 @@ class GraphTracer {
     if (scales.size() != 1) {
       const OnnxAttribute* axis = n.attribute("axis");
       if (!axis || axis->i != 0)
-        throw Error(where + ": expected a per-tensor or per-row (axis 0) scale for table " + table->name);
+        throw Error(where + ": expected a per-tensor or per-row (axis 0) scale for table " +
+                    table->name);
     }
     used_.insert(scale->name);
     used_.insert(table->name);
@@ -600,6 +754,8 @@ class GraphTracer {
 }  // namespace detail
 
 // Finds the weights by tracing the graph (see GraphTracer) and returns them with HF names.
-inline SourceModel onnx_to_source(const OnnxModel& model) { return detail::GraphTracer(model).run(); }
+inline SourceModel onnx_to_source(const OnnxModel& model) {
+  return detail::GraphTracer(model).run();
+}
 
 }  // namespace tinybert::convert

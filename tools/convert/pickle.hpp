@@ -13,13 +13,26 @@
 
 namespace tinybert::convert::pickle {
 
-enum class Kind : uint8_t { none, boolean, integer, floating, string, bytes, tuple, list, dict, global, storage, tensor };
+enum class Kind : uint8_t {
+  none,
+  boolean,
+  integer,
+  floating,
+  string,
+  bytes,
+  tuple,
+  list,
+  dict,
+  global,
+  storage,
+  tensor
+};
 
 // Objects live in one arena and refer to each other by index: no ownership cycles, no recursive
 // destruction, whatever the pickle says.
 struct Object {
   Kind kind = Kind::none;
-  int64_t integer = 0;          // bool / int; index into storages / tensors for those kinds
+  int64_t integer = 0;  // bool / int; index into storages / tensors for those kinds
   double floating = 0;
   std::string text;             // str / bytes; "module.name" for a global
   std::vector<uint32_t> items;  // tuple / list; dict: key0, value0, key1, value1, ...
@@ -69,20 +82,42 @@ class Machine {
       op_pos_ = pos_;
       const uint8_t op = data_[pos_++];
       switch (op) {
-        case 0x80: take(1); break;  // PROTO
-        case 0x95: take(8); break;  // FRAME: framing is only a buffering hint
-        case '.':                   // STOP
+        case 0x80:
+          take(1);
+          break;  // PROTO
+        case 0x95:
+          take(8);
+          break;   // FRAME: framing is only a buffering hint
+        case '.':  // STOP
           prog_.root = pop();
           return std::move(prog_);
-        case '(': marks_.push_back(stack_.size()); break;
-        case '}': push(make(Kind::dict)); break;
-        case ']': push(make(Kind::list)); break;
-        case ')': push(empty_tuple_); break;
-        case 't': push(make_seq(Kind::tuple, pop_mark())); break;
-        case 0x85: push(make_seq(Kind::tuple, pop_n(1))); break;
-        case 0x86: push(make_seq(Kind::tuple, pop_n(2))); break;
-        case 0x87: push(make_seq(Kind::tuple, pop_n(3))); break;
-        case 'l': push(make_seq(Kind::list, pop_mark())); break;
+        case '(':
+          marks_.push_back(stack_.size());
+          break;
+        case '}':
+          push(make(Kind::dict));
+          break;
+        case ']':
+          push(make(Kind::list));
+          break;
+        case ')':
+          push(empty_tuple_);
+          break;
+        case 't':
+          push(make_seq(Kind::tuple, pop_mark()));
+          break;
+        case 0x85:
+          push(make_seq(Kind::tuple, pop_n(1)));
+          break;
+        case 0x86:
+          push(make_seq(Kind::tuple, pop_n(2)));
+          break;
+        case 0x87:
+          push(make_seq(Kind::tuple, pop_n(3)));
+          break;
+        case 'l':
+          push(make_seq(Kind::list, pop_mark()));
+          break;
         case 'd': {
           std::vector<uint32_t> kv = pop_mark();
           if (kv.size() % 2) fail("DICT with an odd number of items");
@@ -110,9 +145,15 @@ class Machine {
           add_items(top(), Kind::list, values);
           break;
         }
-        case 'J': push(make_int(load_le<int32_t>(take(4)))); break;
-        case 'K': push(make_int(*take(1))); break;
-        case 'M': push(make_int(load_le<uint16_t>(take(2)))); break;
+        case 'J':
+          push(make_int(load_le<int32_t>(take(4))));
+          break;
+        case 'K':
+          push(make_int(*take(1)));
+          break;
+        case 'M':
+          push(make_int(load_le<uint16_t>(take(2))));
+          break;
         case 0x8a: {  // LONG1: little-endian two's complement of n bytes
           const uint8_t n = *take(1);
           if (n > 8) fail("LONG1 of " + std::to_string(n) + " bytes (more than 64 bits)");
@@ -132,19 +173,45 @@ class Machine {
           push(o);
           break;
         }
-        case 0x88: push(true_); break;
-        case 0x89: push(false_); break;
-        case 'N': push(none_); break;
-        case 0x8c: push(make_text(Kind::string, *take(1))); break;
-        case 'X': push(make_text(Kind::string, load_le<uint32_t>(take(4)))); break;
-        case 0x8d: push(make_text(Kind::string, load_le<uint64_t>(take(8)))); break;
-        case 'C': push(make_text(Kind::bytes, *take(1))); break;
-        case 'B': push(make_text(Kind::bytes, load_le<uint32_t>(take(4)))); break;
-        case 'q': memo_[*take(1)] = top(); break;
-        case 'r': memo_[load_le<uint32_t>(take(4))] = top(); break;
-        case 0x94: memo_[static_cast<uint32_t>(memo_.size())] = top(); break;
-        case 'h': push(memo_get(*take(1))); break;
-        case 'j': push(memo_get(load_le<uint32_t>(take(4)))); break;
+        case 0x88:
+          push(true_);
+          break;
+        case 0x89:
+          push(false_);
+          break;
+        case 'N':
+          push(none_);
+          break;
+        case 0x8c:
+          push(make_text(Kind::string, *take(1)));
+          break;
+        case 'X':
+          push(make_text(Kind::string, load_le<uint32_t>(take(4))));
+          break;
+        case 0x8d:
+          push(make_text(Kind::string, load_le<uint64_t>(take(8))));
+          break;
+        case 'C':
+          push(make_text(Kind::bytes, *take(1)));
+          break;
+        case 'B':
+          push(make_text(Kind::bytes, load_le<uint32_t>(take(4))));
+          break;
+        case 'q':
+          memo_[*take(1)] = top();
+          break;
+        case 'r':
+          memo_[load_le<uint32_t>(take(4))] = top();
+          break;
+        case 0x94:
+          memo_[static_cast<uint32_t>(memo_.size())] = top();
+          break;
+        case 'h':
+          push(memo_get(*take(1)));
+          break;
+        case 'j':
+          push(memo_get(load_le<uint32_t>(take(4))));
+          break;
         case 'c': {  // GLOBAL "module\nname\n"
           std::string module = line(), name = line();
           push(make_global(module + "." + name));
@@ -175,7 +242,9 @@ class Machine {
           top();
           break;
         }
-        case 'Q': push(persistent_load(pop())); break;
+        case 'Q':
+          push(persistent_load(pop()));
+          break;
         default: {
           char hex[8];
           std::snprintf(hex, sizeof hex, "0x%02x", op);
@@ -298,7 +367,8 @@ class Machine {
       t.storage_offset = as_int(args[1], "storage_offset");
       t.size = as_shape(args[2], "size");
       t.stride = as_shape(args[3], "stride");
-      if (t.size.size() != t.stride.size()) fail("_rebuild_tensor_v2: size and stride ranks differ");
+      if (t.size.size() != t.stride.size())
+        fail("_rebuild_tensor_v2: size and stride ranks differ");
       const uint32_t o = make(Kind::tensor);
       obj(o).integer = static_cast<int64_t>(prog_.tensors.size());
       prog_.tensors.push_back(std::move(t));

@@ -16,9 +16,9 @@ enum WireType : uint8_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixe
 struct Field {
   uint32_t number = 0;
   WireType type = kVarint;
-  uint64_t varint = 0;               // kVarint, kFixed64, kFixed32 (raw bits)
-  std::span<const uint8_t> bytes;    // kLengthDelimited
-  uint64_t offset = 0;               // of the field's tag in the whole file
+  uint64_t varint = 0;             // kVarint, kFixed64, kFixed32 (raw bits)
+  std::span<const uint8_t> bytes;  // kLengthDelimited
+  uint64_t offset = 0;             // of the field's tag in the whole file
 };
 
 // Reads the fields of one message; nested messages are read by constructing another Reader on
@@ -35,16 +35,26 @@ class Reader {
     field.number = static_cast<uint32_t>(tag >> 3);
     if ((tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) fail("invalid field number", field.offset);
     switch (tag & 7) {
-      case kVarint: field.type = kVarint; field.varint = varint(); break;
-      case kFixed64: field.type = kFixed64; field.varint = load_le<uint64_t>(take(8)); break;
-      case kFixed32: field.type = kFixed32; field.varint = load_le<uint32_t>(take(4)); break;
+      case kVarint:
+        field.type = kVarint;
+        field.varint = varint();
+        break;
+      case kFixed64:
+        field.type = kFixed64;
+        field.varint = load_le<uint64_t>(take(8));
+        break;
+      case kFixed32:
+        field.type = kFixed32;
+        field.varint = load_le<uint32_t>(take(4));
+        break;
       case kLengthDelimited: {
         field.type = kLengthDelimited;
         const uint64_t len = varint();
         field.bytes = std::span<const uint8_t>(take(len), static_cast<size_t>(len));
         break;
       }
-      default: fail("unsupported wire type " + std::to_string(tag & 7), field.offset);
+      default:
+        fail("unsupported wire type " + std::to_string(tag & 7), field.offset);
     }
     return true;
   }
@@ -72,7 +82,8 @@ class Reader {
 
  private:
   const uint8_t* take(uint64_t n) {
-    if (n > data_.size() - pos_) fail("field length runs past the end of its message", base_ + pos_);
+    if (n > data_.size() - pos_)
+      fail("field length runs past the end of its message", base_ + pos_);
     const uint8_t* p = data_.data() + pos_;
     pos_ += n;
     return p;
@@ -93,7 +104,8 @@ inline void read_repeated(const Field& field, const Reader& parent, std::vector<
     return;
   }
   if (field.type != kLengthDelimited)
-    parent.fail("field " + std::to_string(field.number) + " has an unexpected wire type", field.offset);
+    parent.fail("field " + std::to_string(field.number) + " has an unexpected wire type",
+                field.offset);
   Reader packed(field.bytes, parent.offset_of(field.bytes), what);
   if (element == kVarint) {
     while (!packed.done()) out.push_back(decode(packed.varint()));
@@ -101,8 +113,9 @@ inline void read_repeated(const Field& field, const Reader& parent, std::vector<
   }
   const size_t width = element == kFixed32 ? 4 : 8;
   if (field.bytes.size() % width)
-    parent.fail("packed field " + std::to_string(field.number) + " is not a whole number of elements",
-                field.offset);
+    parent.fail(
+        "packed field " + std::to_string(field.number) + " is not a whole number of elements",
+        field.offset);
   for (size_t i = 0; i < field.bytes.size(); i += width)
     out.push_back(decode(width == 4 ? load_le<uint32_t>(field.bytes.data() + i)
                                     : load_le<uint64_t>(field.bytes.data() + i)));

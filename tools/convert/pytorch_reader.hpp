@@ -15,12 +15,18 @@ namespace detail {
 
 // Storage classes we turn into tensors; others (Long, Int, Double, Bool...) are skipped.
 inline bool torch_storage_dtype(const std::string& type, DType& dtype) {
-  if (type == "torch.FloatStorage") dtype = DType::f32;
-  else if (type == "torch.HalfStorage") dtype = DType::f16;
-  else if (type == "torch.BFloat16Storage") dtype = DType::bf16;
-  else if (type == "torch.CharStorage") dtype = DType::i8;
-  else if (type == "torch.ByteStorage") dtype = DType::u8;
-  else return false;
+  if (type == "torch.FloatStorage")
+    dtype = DType::f32;
+  else if (type == "torch.HalfStorage")
+    dtype = DType::f16;
+  else if (type == "torch.BFloat16Storage")
+    dtype = DType::bf16;
+  else if (type == "torch.CharStorage")
+    dtype = DType::i8;
+  else if (type == "torch.ByteStorage")
+    dtype = DType::u8;
+  else
+    return false;
   return true;
 }
 
@@ -97,13 +103,15 @@ inline SourceModel parse_pytorch_bin(std::span<const uint8_t> file, const std::s
   std::string root;
   for (const ZipEntry& e : zip.entries()) {
     const size_t slash = e.name.find('/');
-    if (slash != std::string::npos && e.name.compare(slash + 1, std::string::npos, "data.pkl") == 0) {
+    if (slash != std::string::npos &&
+        e.name.compare(slash + 1, std::string::npos, "data.pkl") == 0) {
       if (pkl) throw Error(what + ": two data.pkl records (" + pkl->name + ", " + e.name + ")");
       pkl = &e;
       root = e.name.substr(0, slash + 1);
     }
   }
-  if (!pkl) throw Error(what + ": zip archive has no <root>/data.pkl record (not a torch.save file)");
+  if (!pkl)
+    throw Error(what + ": zip archive has no <root>/data.pkl record (not a torch.save file)");
   if (const ZipEntry* order = zip.find(root + "byteorder")) {
     const auto bytes = zip.data(*order);
     if (std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()) != "little")
@@ -135,13 +143,17 @@ inline SourceModel parse_pytorch_bin(std::span<const uint8_t> file, const std::s
   for (size_t i = 0; i + 1 < items.size(); i += 2) {
     const pickle::Object& key = prog.at(items[i]);
     if (key.kind != pickle::Kind::string) throw Error(what + ": state dict key is not a string");
-    if (value_of.emplace(key.text, items[i + 1]).second) order.push_back(key.text);
-    else value_of[key.text] = items[i + 1];
+    if (value_of.emplace(key.text, items[i + 1]).second)
+      order.push_back(key.text);
+    else
+      value_of[key.text] = items[i + 1];
   }
 
   SourceModel model;
   std::string skipped;
-  const auto skip = [&](const std::string& note) { skipped += (skipped.empty() ? "" : ",") + note; };
+  const auto skip = [&](const std::string& note) {
+    skipped += (skipped.empty() ? "" : ",") + note;
+  };
   for (const std::string& name : order) {
     const pickle::Object& value = prog.at(value_of[name]);
     if (value.kind != pickle::Kind::tensor) {

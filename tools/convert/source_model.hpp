@@ -1,4 +1,5 @@
-// SourceModel: the one in-memory form that every weight-file reader produces, read from a MappedFile.
+// SourceModel: the one in-memory form that every weight-file reader produces, read from a
+// MappedFile.
 #pragma once
 
 #include <cstdint>
@@ -18,10 +19,10 @@
 namespace tinybert::convert {
 
 struct SourceTensor {
-  std::string name;               // the name the source uses (HF names)
-  DType dtype = DType::f32;       // f32, f16, bf16; i8 = symmetric int8 with row_scales; u8 raw bytes
-  Shape shape;                    // C order
-  std::vector<uint8_t> data;      // little-endian element bytes, contiguous
+  std::string name;           // the name the source uses (HF names)
+  DType dtype = DType::f32;   // f32, f16, bf16; i8 = symmetric int8 with row_scales; u8 raw bytes
+  Shape shape;                // C order
+  std::vector<uint8_t> data;  // little-endian element bytes, contiguous
   std::vector<float> row_scales;  // i8 only: value[r][c] = q[r][c] * row_scales[r]
                                   // (empty for a raw int8 tensor that had no scale in the source)
 };
@@ -40,7 +41,8 @@ namespace detail {
 
 // Checked size arithmetic for parsers: throws instead of wrapping.
 inline uint64_t checked_mul(uint64_t a, uint64_t b, const std::string& what) {
-  if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) throw Error(what + ": size overflows");
+  if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a)
+    throw Error(what + ": size overflows");
   return a * b;
 }
 inline uint64_t checked_add(uint64_t a, uint64_t b, const std::string& what) {

@@ -41,7 +41,8 @@ inline uint32_t crc32(std::span<const uint8_t> bytes) {
 
 class ZipArchive {
  public:
-  ZipArchive(std::span<const uint8_t> file, std::string what) : file_(file), what_(std::move(what)) {
+  ZipArchive(std::span<const uint8_t> file, std::string what)
+      : file_(file), what_(std::move(what)) {
     parse();
   }
 
@@ -61,9 +62,18 @@ class ZipArchive {
   }
 
  private:
-  uint16_t u16(uint64_t at) const { need(at, 2); return load_le<uint16_t>(file_.data() + at); }
-  uint32_t u32(uint64_t at) const { need(at, 4); return load_le<uint32_t>(file_.data() + at); }
-  uint64_t u64(uint64_t at) const { need(at, 8); return load_le<uint64_t>(file_.data() + at); }
+  uint16_t u16(uint64_t at) const {
+    need(at, 2);
+    return load_le<uint16_t>(file_.data() + at);
+  }
+  uint32_t u32(uint64_t at) const {
+    need(at, 4);
+    return load_le<uint32_t>(file_.data() + at);
+  }
+  uint64_t u64(uint64_t at) const {
+    need(at, 8);
+    return load_le<uint64_t>(file_.data() + at);
+  }
   void need(uint64_t at, uint64_t n) const {
     if (at > file_.size() || n > file_.size() - at)
       throw Error(what_ + ": zip structure at " + detail::hex_offset(at) + " runs past the end (" +
@@ -72,7 +82,8 @@ class ZipArchive {
 
   void parse() {
     const uint64_t size = file_.size();
-    if (size < 22) throw Error(what_ + ": too small for a zip archive (" + std::to_string(size) + " bytes)");
+    if (size < 22)
+      throw Error(what_ + ": too small for a zip archive (" + std::to_string(size) + " bytes)");
     // End of central directory: last 22 bytes, or earlier if there is a comment.
     uint64_t eocd = UINT64_MAX;
     const uint64_t lowest = size - 22 > 65535 ? size - 22 - 65535 : 0;
@@ -100,8 +111,8 @@ class ZipArchive {
     }
     need(cd_offset, cd_size);
     if (count > cd_size / 46)
-      throw Error(what_ + ": central directory claims " + std::to_string(count) +
-                  " entries in " + std::to_string(cd_size) + " bytes");
+      throw Error(what_ + ": central directory claims " + std::to_string(count) + " entries in " +
+                  std::to_string(cd_size) + " bytes");
     const uint64_t cd_end = cd_offset + cd_size;
     uint64_t at = cd_offset;
     entries_.reserve(count);
@@ -126,7 +137,8 @@ class ZipArchive {
       const uint64_t x_end = x + extra_len;
       while (x + 4 <= x_end) {
         const uint16_t id = u16(x), len = u16(x + 2);
-        if (x + 4 + len > x_end) throw Error(what_ + ": zip entry " + entry.name + ": bad extra field");
+        if (x + 4 + len > x_end)
+          throw Error(what_ + ": zip entry " + entry.name + ": bad extra field");
         if (id == 0x0001) {
           uint64_t p = x + 4;
           const uint64_t p_end = p + len;

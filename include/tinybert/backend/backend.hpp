@@ -21,15 +21,13 @@ namespace tinybert {
 // A backend is used through a non-const reference (the CUDA one keeps a stream and scratch
 // state); inputs are const references, outputs non-const references that the primitive resizes.
 template <class B>
-concept Backend = requires(B& backend, const LinearWeights& linear_weights,
-                           const NormWeights& norm_weights,
-                           const EmbeddingWeights& embedding_weights, float eps,
-                           const typename B::Linear& linear, const typename B::Norm& norm,
-                           const typename B::Embeddings& embeddings, const Batch& batch,
-                           const typename B::Matrix& in, typename B::Matrix& out,
-                           Activation activation, Pooling pooling, int64_t num_heads,
-                           std::vector<float>* probabilities, std::span<const int64_t> rows,
-                           std::span<const float> host_values, int64_t host_rows, int64_t host_cols) {
+concept Backend = requires(
+    B& backend, const LinearWeights& linear_weights, const NormWeights& norm_weights,
+    const EmbeddingWeights& embedding_weights, float eps, const typename B::Linear& linear,
+    const typename B::Norm& norm, const typename B::Embeddings& embeddings, const Batch& batch,
+    const typename B::Matrix& in, typename B::Matrix& out, Activation activation, Pooling pooling,
+    int64_t num_heads, std::vector<float>* probabilities, std::span<const int64_t> rows,
+    std::span<const float> host_values, int64_t host_rows, int64_t host_cols) {
   // Activations [rows, cols]: a workspace buffer whose storage only grows.
   typename B::Matrix;
   requires std::default_initializable<typename B::Matrix>;

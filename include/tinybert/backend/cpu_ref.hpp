@@ -46,16 +46,19 @@ class CpuRefBackend {
     Linear linear;
     linear.weight = ConstMatrixMap(dequantize(w.weight).data(), w.weight.rows(), w.weight.cols());
     const std::vector<float> bias = dequantize(w.bias);
-    linear.bias = Eigen::Map<const Eigen::VectorXf>(bias.data(), static_cast<Eigen::Index>(bias.size()));
+    linear.bias =
+        Eigen::Map<const Eigen::VectorXf>(bias.data(), static_cast<Eigen::Index>(bias.size()));
     return linear;
   }
-  Norm prepare(const NormWeights& w, float eps) const { return {dequantize(w.gamma), dequantize(w.beta), eps}; }
+  Norm prepare(const NormWeights& w, float eps) const {
+    return {dequantize(w.gamma), dequantize(w.beta), eps};
+  }
   Table prepare_table(const Weight& w) const {
     return {ConstMatrixMap(dequantize(w).data(), w.rows(), w.cols())};
   }
   Embeddings prepare(const EmbeddingWeights& w, float eps) const {
-    Embeddings e{prepare_table(w.word), prepare_table(w.position), prepare_table(w.token_type), std::nullopt,
-                 prepare(w.norm, eps)};
+    Embeddings e{prepare_table(w.word), prepare_table(w.position), prepare_table(w.token_type),
+                 std::nullopt, prepare(w.norm, eps)};
     if (w.task_type) e.task_type = prepare_table(*w.task_type);
     return e;
   }
@@ -78,7 +81,8 @@ class CpuRefBackend {
   }
 
   // out = activation(in @ W^T + b)
-  void linear(const Linear& l, const Matrix& in, Matrix& out, Activation act = Activation::none) const {
+  void linear(const Linear& l, const Matrix& in, Matrix& out,
+              Activation act = Activation::none) const {
     out.resize(in.rows(), l.weight.rows());
     MatrixMap result(out.data(), out.rows(), out.cols());
     result.noalias() = ConstMatrixMap(in.data(), in.rows(), in.cols()) * l.weight.transpose();
@@ -88,7 +92,8 @@ class CpuRefBackend {
 
   // x = LayerNorm(x + residual)
   void add_layernorm(const Norm& n, const Matrix& residual, Matrix& x) const {
-    MatrixMap(x.data(), x.rows(), x.cols()) += ConstMatrixMap(residual.data(), residual.rows(), residual.cols());
+    MatrixMap(x.data(), x.rows(), x.cols()) +=
+        ConstMatrixMap(residual.data(), residual.rows(), residual.cols());
     layernorm(n, x);
   }
 
@@ -131,8 +136,8 @@ class CpuRefBackend {
           row = (row.array() - row.maxCoeff()).exp();
           row /= row.sum();
         }
-        Eigen::Map<RowMajorMatrix, 0, Eigen::OuterStride<>> out(context.row(begin) + h * head_dim, len, head_dim,
-                                                                Eigen::OuterStride<>(hidden));
+        Eigen::Map<RowMajorMatrix, 0, Eigen::OuterStride<>> out(
+            context.row(begin) + h * head_dim, len, head_dim, Eigen::OuterStride<>(hidden));
         out.noalias() = scores * v;
         if (probs) probs->insert(probs->end(), scores.data(), scores.data() + len * len);
       }
@@ -154,9 +159,11 @@ class CpuRefBackend {
  private:
   static void apply(Activation act, float* x, int64_t n) {
     switch (act) {
-      case Activation::none: return;
+      case Activation::none:
+        return;
       case Activation::gelu:  // exact erf GELU, as BERT uses
-        for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+        for (int64_t i = 0; i < n; ++i)
+          x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
         return;
       case Activation::tanh:
         for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);

@@ -23,7 +23,8 @@ class HostMatrix {
   void resize(int64_t rows, int64_t cols) {
     rows_ = rows;
     cols_ = cols;
-    if (static_cast<size_t>(rows * cols) > storage_.size()) storage_.resize(static_cast<size_t>(rows * cols));
+    if (static_cast<size_t>(rows * cols) > storage_.size())
+      storage_.resize(static_cast<size_t>(rows * cols));
   }
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
@@ -39,7 +40,8 @@ class HostMatrix {
 };
 
 // out[s] = the [CLS] row of sequence s, or the mean of its rows.
-inline void pool_rows(const HostMatrix& hidden, const Batch& batch, Pooling pooling, HostMatrix& out) {
+inline void pool_rows(const HostMatrix& hidden, const Batch& batch, Pooling pooling,
+                      HostMatrix& out) {
   const int64_t width = hidden.cols();
   out.resize(batch.num_sequences(), width);
   for (int64_t s = 0; s < batch.num_sequences(); ++s) {
@@ -57,10 +59,11 @@ inline void pool_rows(const HostMatrix& hidden, const Batch& batch, Pooling pool
   }
 }
 
-inline void matrix_from_host(std::span<const float> values, int64_t rows, int64_t cols, HostMatrix& out) {
+inline void matrix_from_host(std::span<const float> values, int64_t rows, int64_t cols,
+                             HostMatrix& out) {
   if (static_cast<int64_t>(values.size()) != rows * cols)
-    throw Error("from_host: " + std::to_string(values.size()) + " values for [" + std::to_string(rows) + ", " +
-                std::to_string(cols) + "]");
+    throw Error("from_host: " + std::to_string(values.size()) + " values for [" +
+                std::to_string(rows) + ", " + std::to_string(cols) + "]");
   out.resize(rows, cols);
   std::copy(values.begin(), values.end(), out.data());
 }

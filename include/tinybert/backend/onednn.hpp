@@ -9,9 +9,8 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <bit>
-#include <cstdlib>
-#include <unsupported/Eigen/SpecialFunctions>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +19,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unsupported/Eigen/SpecialFunctions>
 #include <vector>
 
 #include "tinybert/backend/backend.hpp"
@@ -41,19 +41,30 @@ using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
 inline void apply_activation(Activation act, float* x, int64_t n) {
   ArrayMap v(x, n);
   switch (act) {
-    case Activation::none: return;
-    case Activation::gelu: v = 0.5f * v * (1.0f + (v * 0.70710678118654752f).erf()); return;
-    case Activation::tanh: v = v.tanh(); return;
-    case Activation::sigmoid: v = 1.0f / (1.0f + (-v).exp()); return;
+    case Activation::none:
+      return;
+    case Activation::gelu:
+      v = 0.5f * v * (1.0f + (v * 0.70710678118654752f).erf());
+      return;
+    case Activation::tanh:
+      v = v.tanh();
+      return;
+    case Activation::sigmoid:
+      v = 1.0f / (1.0f + (-v).exp());
+      return;
   }
 }
 
 inline dnnl::algorithm eltwise_of(Activation act) {
   switch (act) {
-    case Activation::gelu: return dnnl::algorithm::eltwise_gelu_erf;
-    case Activation::tanh: return dnnl::algorithm::eltwise_tanh;
-    case Activation::sigmoid: return dnnl::algorithm::eltwise_logistic;
-    case Activation::none: break;
+    case Activation::gelu:
+      return dnnl::algorithm::eltwise_gelu_erf;
+    case Activation::tanh:
+      return dnnl::algorithm::eltwise_tanh;
+    case Activation::sigmoid:
+      return dnnl::algorithm::eltwise_logistic;
+    case Activation::none:
+      break;
   }
   return dnnl::algorithm::undef;
 }
@@ -69,10 +80,12 @@ inline void add_table_row(const Weight& table, int64_t index, float* out) {
       return;
     }
     case DType::f16:
-      for (int64_t c = 0; c < width; ++c) out[c] += f16_to_f32(load_le<uint16_t>(raw + 2 * (index * width + c)));
+      for (int64_t c = 0; c < width; ++c)
+        out[c] += f16_to_f32(load_le<uint16_t>(raw + 2 * (index * width + c)));
       return;
     case DType::bf16:
-      for (int64_t c = 0; c < width; ++c) out[c] += bf16_to_f32(load_le<uint16_t>(raw + 2 * (index * width + c)));
+      for (int64_t c = 0; c < width; ++c)
+        out[c] += bf16_to_f32(load_le<uint16_t>(raw + 2 * (index * width + c)));
       return;
     case DType::i8: {
       const auto* row = reinterpret_cast<const int8_t*>(raw) + index * width;
@@ -80,13 +93,15 @@ inline void add_table_row(const Weight& table, int64_t index, float* out) {
       for (int64_t c = 0; c < width; ++c) out[c] += static_cast<float>(row[c]) * scale;
       return;
     }
-    case DType::u8: throw Error("u8 embedding table");
+    case DType::u8:
+      throw Error("u8 embedding table");
   }
 }
 
 // Row-wise LayerNorm in place, over all rows in parallel (Eigen reductions vectorise; plain
 // float loops would not without -ffast-math).
-inline void layernorm_rows(float* x, int64_t rows, int64_t cols, const float* gamma, const float* beta, float eps) {
+inline void layernorm_rows(float* x, int64_t rows, int64_t cols, const float* gamma,
+                           const float* beta, float eps) {
   const Eigen::Map<const Eigen::ArrayXf> g(gamma, cols), b(beta, cols);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -150,7 +165,8 @@ template <class MakeDesc>
 dnnl_memory_t bind_memory(const MemoryKey& key, MakeDesc&& make_desc, const void* data) {
   thread_local std::map<MemoryKey, dnnl::memory> cache;
   auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, dnnl::memory(make_desc(), cpu_engine(), DNNL_MEMORY_NONE)).first;
+  if (it == cache.end())
+    it = cache.emplace(key, dnnl::memory(make_desc(), cpu_engine(), DNNL_MEMORY_NONE)).first;
   it->second.set_data_handle(const_cast<void*>(data));
   return it->second.get();
 }
@@ -160,9 +176,9 @@ dnnl_memory_t bind_memory(const MemoryKey& key, MakeDesc&& make_desc, const void
 // (oneDNN itself still makes ~5 small allocations per execution for its argument map.)
 inline void execute(const dnnl::primitive& primitive, std::initializer_list<dnnl_exec_arg_t> args) {
   dnnl::stream& stream = thread_stream();
-  dnnl::error::wrap_c_api(
-      dnnl_primitive_execute(primitive.get(), stream.get(), static_cast<int>(args.size()), args.begin()),
-      "could not execute a oneDNN primitive");
+  dnnl::error::wrap_c_api(dnnl_primitive_execute(primitive.get(), stream.get(),
+                                                 static_cast<int>(args.size()), args.begin()),
+                          "could not execute a oneDNN primitive");
   dnnl::error::wrap_c_api(dnnl_stream_wait(stream.get()), "could not wait on a oneDNN stream");
 }
 
@@ -180,15 +196,18 @@ class OneDnnBackend {
   // A precision the CPU (or ONEDNN_MAX_CPU_ISA) cannot run falls back to f32; fallback_reason()
   // says why.
   explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 128)
-      : precision_(precision),
-        query_block_(std::max<int64_t>(query_block, 1)) {
+      : precision_(precision), query_block_(std::max<int64_t>(query_block, 1)) {
     if (precision_ == Precision::f16)
-      throw Error("the oneDNN backend computes in f32, bf16 or int8, not f16 (f16 is a CUDA precision)");
+      throw Error(
+          "the oneDNN backend computes in f32, bf16 or int8, not f16 (f16 is a CUDA precision)");
     const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-    const auto has = [&](dnnl_cpu_isa_t bits) { return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits); };
+    const auto has = [&](dnnl_cpu_isa_t bits) {
+      return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits);
+    };
     has_vnni_ = has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni);
     if (precision_ != Precision::f32 && !precision_supported(precision_)) {
-      fallback_reason_ = std::string(precision_name(precision_)) + " matmul is not available on this CPU / ISA limit; using f32";
+      fallback_reason_ = std::string(precision_name(precision_)) +
+                         " matmul is not available on this CPU / ISA limit; using f32";
       precision_ = Precision::f32;
     }
   }
@@ -205,9 +224,9 @@ class OneDnnBackend {
   struct Linear {
     Precision precision = Precision::f32;
     int64_t in = 0, out = 0;
-    dnnl::memory weights;            // packed [in, out] in oneDNN's preferred layout
+    dnnl::memory weights;  // packed [in, out] in oneDNN's preferred layout
     dnnl::memory::desc weights_desc;
-    std::vector<float> bias;         // [out]
+    std::vector<float> bias;           // [out]
     std::vector<float> weight_scales;  // int8: per output channel
     struct Key {
       int64_t rows;
@@ -234,11 +253,16 @@ class OneDnnBackend {
     l.in = w.weight.cols();
     l.out = w.weight.rows();
     l.bias = dequantize(w.bias);
-    // Tiny projections (UIE start/end, classifiers) stay fp32: no speed to gain, only accuracy to lose.
+    // Tiny projections (UIE start/end, classifiers) stay fp32: no speed to gain, only accuracy to
+    // lose.
     l.precision = l.out < 16 ? Precision::f32 : precision_;
-    const dt weight_type = l.precision == Precision::f32 ? dt::f32 : l.precision == Precision::bf16 ? dt::bf16 : dt::s8;
+    const dt weight_type = l.precision == Precision::f32    ? dt::f32
+                           : l.precision == Precision::bf16 ? dt::bf16
+                                                            : dt::s8;
     const dnnl::memory::dims weight_dims = {l.in, l.out};
-    l.weights_desc = make_primitive_desc(l, 128, Activation::none, dnnl::memory::desc(weight_dims, weight_type, dnnl::memory::format_tag::any))
+    l.weights_desc = make_primitive_desc(l, 128, Activation::none,
+                                         dnnl::memory::desc(weight_dims, weight_type,
+                                                            dnnl::memory::format_tag::any))
                          .weights_desc();
 
     // The stored [out, in] row-major matrix is oneDNN's [in, out] in "ba" order. f32 and fitting
@@ -251,8 +275,9 @@ class OneDnnBackend {
     if (l.precision == Precision::int8) {
       const int levels = int8_weight_levels();
       const auto* stored_s8 = w.weight.values.as<int8_t>();
-      const bool fits = stored == DType::i8 && std::all_of(stored_s8, stored_s8 + w.weight.values.numel(),
-                                                           [&](int8_t q) { return std::abs(q) <= levels; });
+      const bool fits =
+          stored == DType::i8 && std::all_of(stored_s8, stored_s8 + w.weight.values.numel(),
+                                             [&](int8_t q) { return std::abs(q) <= levels; });
       plain_type = dt::s8;
       if (fits) {  // already int8 (e.g. the bge ONNX) within this CPU's range: use as stored
         l.weight_scales.assign(w.weight.row_scales, w.weight.row_scales + l.out);
@@ -260,22 +285,25 @@ class OneDnnBackend {
         if (stored != DType::f32) converted = dequantize(w.weight);
         s8.resize(static_cast<size_t>(w.weight.values.numel()));
         l.weight_scales.resize(static_cast<size_t>(l.out));
-        quantize_rows_symmetric(converted.empty() ? w.weight.values.as<float>() : converted.data(), l.out, l.in,
-                                s8.data(), l.weight_scales.data(), levels);
+        quantize_rows_symmetric(converted.empty() ? w.weight.values.as<float>() : converted.data(),
+                                l.out, l.in, s8.data(), l.weight_scales.data(), levels);
         plain_data = s8.data();
       }
     } else if (stored != DType::f32) {
       converted = dequantize(w.weight);
       plain_data = converted.data();
     }
-    dnnl::memory plain({weight_dims, plain_type, dnnl::memory::format_tag::ba}, engine(), const_cast<void*>(plain_data));
+    dnnl::memory plain({weight_dims, plain_type, dnnl::memory::format_tag::ba}, engine(),
+                       const_cast<void*>(plain_data));
     l.weights = dnnl::memory(l.weights_desc, engine());
     dnnl::stream stream(engine());
     dnnl::reorder(plain, l.weights).execute(stream, plain, l.weights);
     stream.wait();
     return l;
   }
-  Norm prepare(const NormWeights& w, float eps) const { return {dequantize(w.gamma), dequantize(w.beta), eps}; }
+  Norm prepare(const NormWeights& w, float eps) const {
+    return {dequantize(w.gamma), dequantize(w.beta), eps};
+  }
   Embeddings prepare(const EmbeddingWeights& w, float eps) const {
     return {w.word, w.position, w.token_type, w.task_type, prepare(w.norm, eps)};
   }
@@ -310,7 +338,8 @@ class OneDnnBackend {
   }
 
   // out = activation(in @ W^T + b)
-  void linear(const Linear& l, const Matrix& in, Matrix& out, Activation act = Activation::none) const {
+  void linear(const Linear& l, const Matrix& in, Matrix& out,
+              Activation act = Activation::none) const {
     using dt = dnnl::memory::data_type;
     using onednn_detail::bind_memory;
     using onednn_detail::plain_desc;
@@ -323,7 +352,8 @@ class OneDnnBackend {
     // int8 applies the weight and token scales, bias and activation itself after the GEMM
     const dnnl::matmul& prim = primitive(l, padded, int8 ? Activation::none : act);
     // Scratch of the calling thread (grows only); the OpenMP loops below must use raw pointers
-    // into it, since inside a parallel region a thread_local name would mean each worker's own copy.
+    // into it, since inside a parallel region a thread_local name would mean each worker's own
+    // copy.
     thread_local std::vector<Eigen::bfloat16> bf16_src;
     thread_local std::vector<int8_t> s8_src;
     thread_local std::vector<float> token_scales;
@@ -332,7 +362,8 @@ class OneDnnBackend {
     const void* src_data = in.data();
     dt src_type = dt::f32;
     if (l.precision == Precision::f32 && padded > rows) {
-      grow(f32_src, padded * cols);  // the padding rows may hold anything: their outputs are dropped
+      grow(f32_src,
+           padded * cols);  // the padding rows may hold anything: their outputs are dropped
       std::copy(in.data(), in.data() + rows * cols, f32_src.data());
       src_data = f32_src.data();
     } else if (l.precision == Precision::bf16) {
@@ -348,15 +379,19 @@ class OneDnnBackend {
       src_type = dt::s8;
     }
     const int64_t out_cols = l.out;
-    dnnl_memory_t src = bind_memory({kLinearSrc + static_cast<int>(src_type), padded, cols, 0, 0},
-                                    [&] { return plain_desc(padded, cols, src_type); }, src_data);
-    dnnl_memory_t dst = bind_memory({kLinearDst, padded, out_cols, 0, 0},
-                                    [&] { return plain_desc(padded, out_cols, dt::f32); }, out.data());
+    dnnl_memory_t src = bind_memory(
+        {kLinearSrc + static_cast<int>(src_type), padded, cols, 0, 0},
+        [&] { return plain_desc(padded, cols, src_type); }, src_data);
+    dnnl_memory_t dst = bind_memory(
+        {kLinearDst, padded, out_cols, 0, 0}, [&] { return plain_desc(padded, out_cols, dt::f32); },
+        out.data());
     if (int8) {
-      onednn_detail::execute(prim, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, l.weights.get()}, {DNNL_ARG_DST, dst}});
+      onednn_detail::execute(
+          prim, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, l.weights.get()}, {DNNL_ARG_DST, dst}});
       float* y = out.data();
       const float* row_scales = token_scales.data();
-      const Eigen::Map<const Eigen::ArrayXf> bias_row(l.bias.data(), out_cols), channel_scales(l.weight_scales.data(), out_cols);
+      const Eigen::Map<const Eigen::ArrayXf> bias_row(l.bias.data(), out_cols),
+          channel_scales(l.weight_scales.data(), out_cols);
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         onednn_detail::ArrayMap row(y + r * out_cols, out_cols);
@@ -364,9 +399,12 @@ class OneDnnBackend {
         onednn_detail::apply_activation(act, row.data(), out_cols);
       }
     } else {
-      dnnl_memory_t bias = bind_memory({kLinearBias, out_cols, 0, 0, 0}, [&] { return plain_desc(1, out_cols, dt::f32); },
-                                       l.bias.data());
-      onednn_detail::execute(prim, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, l.weights.get()}, {DNNL_ARG_BIAS, bias},
+      dnnl_memory_t bias = bind_memory(
+          {kLinearBias, out_cols, 0, 0, 0}, [&] { return plain_desc(1, out_cols, dt::f32); },
+          l.bias.data());
+      onednn_detail::execute(prim, {{DNNL_ARG_SRC, src},
+                                    {DNNL_ARG_WEIGHTS, l.weights.get()},
+                                    {DNNL_ARG_BIAS, bias},
                                     {DNNL_ARG_DST, dst}});
     }
   }
@@ -383,7 +421,8 @@ class OneDnnBackend {
   }
 
   void layernorm(const Norm& n, Matrix& x) const {
-    onednn_detail::layernorm_rows(x.data(), x.rows(), x.cols(), n.gamma.data(), n.beta.data(), n.eps);
+    onednn_detail::layernorm_rows(x.data(), x.rows(), x.cols(), n.gamma.data(), n.beta.data(),
+                                  n.eps);
   }
 
   // Multi-head attention, one sequence at a time, in blocks of query rows so that memory grows
@@ -419,12 +458,20 @@ class OneDnnBackend {
         const AttentionPrimitives& prim = attention_primitives(len, rows, num_heads, head_dim);
         grow(scores, num_heads * rows * len);
         if (bf16) grow(probs_bf16, num_heads * rows * len);
-        const auto key = [&](int role) { return onednn_detail::MemoryKey{role + (bf16 ? 100 : 0), num_heads, head_dim, rows, len}; };
-        const auto at = [&](int64_t token, int64_t column) { return base + (token * row_stride + column) * element; };
+        const auto key = [&](int role) {
+          return onednn_detail::MemoryKey{role + (bf16 ? 100 : 0), num_heads, head_dim, rows, len};
+        };
+        const auto at = [&](int64_t token, int64_t column) {
+          return base + (token * row_stride + column) * element;
+        };
         onednn_detail::execute(
-            prim.scores, {{DNNL_ARG_SRC, bind_memory(key(kQuery), [&] { return prim.q_md; }, at(begin + q0, 0))},
-                          {DNNL_ARG_WEIGHTS, bind_memory(key(kKeyT), [&] { return prim.kt_md; }, at(begin, hidden))},
-                          {DNNL_ARG_DST, bind_memory(key(kScores), [&] { return prim.scores_md; }, scores.data())}});
+            prim.scores,
+            {{DNNL_ARG_SRC, bind_memory(
+                                key(kQuery), [&] { return prim.q_md; }, at(begin + q0, 0))},
+             {DNNL_ARG_WEIGHTS, bind_memory(
+                                    key(kKeyT), [&] { return prim.kt_md; }, at(begin, hidden))},
+             {DNNL_ARG_DST, bind_memory(
+                                key(kScores), [&] { return prim.scores_md; }, scores.data())}});
         float* score_rows = scores.data();
         Eigen::bfloat16* prob_rows = probs_bf16.data();
         const int64_t total_rows = num_heads * rows;
@@ -433,19 +480,27 @@ class OneDnnBackend {
           onednn_detail::ArrayMap row(score_rows + r * len, len);
           row = (row - row.maxCoeff()).exp();
           row /= row.sum();
-          if (bf16) Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(prob_rows + r * len, len) = row.cast<Eigen::bfloat16>();
+          if (bf16)
+            Eigen::Map<Eigen::Array<Eigen::bfloat16, Eigen::Dynamic, 1>>(prob_rows + r * len, len) =
+                row.cast<Eigen::bfloat16>();
         }
         onednn_detail::execute(
             prim.context,
-            {{DNNL_ARG_SRC, bind_memory(key(kProbs), [&] { return prim.probs_md; },
-                                        bf16 ? static_cast<const void*>(prob_rows) : static_cast<const void*>(score_rows))},
-             {DNNL_ARG_WEIGHTS, bind_memory(key(kValue), [&] { return prim.v_md; }, at(begin, 2 * hidden))},
-             {DNNL_ARG_DST, bind_memory(key(kContext), [&] { return prim.context_md; }, context.row(begin + q0))}});
+            {{DNNL_ARG_SRC, bind_memory(
+                                key(kProbs), [&] { return prim.probs_md; },
+                                bf16 ? static_cast<const void*>(prob_rows)
+                                     : static_cast<const void*>(score_rows))},
+             {DNNL_ARG_WEIGHTS, bind_memory(
+                                    key(kValue), [&] { return prim.v_md; }, at(begin, 2 * hidden))},
+             {DNNL_ARG_DST,
+              bind_memory(
+                  key(kContext), [&] { return prim.context_md; }, context.row(begin + q0))}});
         if (probs)
           for (int64_t h = 0; h < num_heads; ++h)
             for (int64_t i = 0; i < rows; ++i)
-              std::copy(score_rows + (h * rows + i) * len, score_rows + (h * rows + i + 1) * len,
-                        probs->data() + prob_offset + static_cast<size_t>((h * len + q0 + i) * len));
+              std::copy(
+                  score_rows + (h * rows + i) * len, score_rows + (h * rows + i + 1) * len,
+                  probs->data() + prob_offset + static_cast<size_t>((h * len + q0 + i) * len));
       }
     }
   }
@@ -464,7 +519,17 @@ class OneDnnBackend {
  private:
   // Roles of the per-thread memory objects (onednn_detail::bind_memory); a linear's source adds
   // its dtype to kLinearSrc, bf16 attention 100 to the attention roles.
-  enum : int { kLinearDst = 1, kLinearBias, kQuery, kKeyT, kValue, kScores, kProbs, kContext, kLinearSrc = 1000 };
+  enum : int {
+    kLinearDst = 1,
+    kLinearBias,
+    kQuery,
+    kKeyT,
+    kValue,
+    kScores,
+    kProbs,
+    kContext,
+    kLinearSrc = 1000
+  };
 
   static const dnnl::engine& engine() { return onednn_detail::cpu_engine(); }
 
@@ -472,7 +537,9 @@ class OneDnnBackend {
                                                    const dnnl::memory::desc& weights_desc) const {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
-    const dt src_type = l.precision == Precision::f32 ? dt::f32 : l.precision == Precision::bf16 ? dt::bf16 : dt::s8;
+    const dt src_type = l.precision == Precision::f32    ? dt::f32
+                        : l.precision == Precision::bf16 ? dt::bf16
+                                                         : dt::s8;
     dnnl::primitive_attr attr;
     if (act != Activation::none) {
       dnnl::post_ops ops;
@@ -483,11 +550,12 @@ class OneDnnBackend {
       // No output scales: our epilogue applies the per-channel weight scales with the per-token
       // ones. So the int8 primitives of equal shapes are equal, and oneDNN's primitive cache
       // shares one JIT-compiled kernel among all layers (less code memory, faster first call).
-      const dnnl::matmul::desc d({{rows, l.in}, src_type, tag::ab}, weights_desc, {{rows, l.out}, dt::f32, tag::ab});
+      const dnnl::matmul::desc d({{rows, l.in}, src_type, tag::ab}, weights_desc,
+                                 {{rows, l.out}, dt::f32, tag::ab});
       return dnnl::matmul::primitive_desc(d, attr, engine());
     }
-    const dnnl::matmul::desc d({{rows, l.in}, src_type, tag::ab}, weights_desc, {{1, l.out}, dt::f32, tag::ab},
-                               {{rows, l.out}, dt::f32, tag::ab});
+    const dnnl::matmul::desc d({{rows, l.in}, src_type, tag::ab}, weights_desc,
+                               {{1, l.out}, dt::f32, tag::ab}, {{rows, l.out}, dt::f32, tag::ab});
     return dnnl::matmul::primitive_desc(d, attr, engine());
   }
 
@@ -495,14 +563,19 @@ class OneDnnBackend {
     std::lock_guard<std::mutex> lock(*l.mutex);
     auto it = l.primitives.find({rows, act});
     if (it == l.primitives.end())
-      it = l.primitives.emplace(Linear::Key{rows, act}, dnnl::matmul(make_primitive_desc(l, rows, act, l.weights_desc))).first;
+      it = l.primitives
+               .emplace(Linear::Key{rows, act},
+                        dnnl::matmul(make_primitive_desc(l, rows, act, l.weights_desc)))
+               .first;
     return it->second;
   }
 
   // Symmetric per-token int8 (one scale per row).
-  static void quantize_tokens(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales) {
+  static void quantize_tokens(const float* x, int64_t rows, int64_t cols, int8_t* q,
+                              float* scales) {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) onednn_detail::quantize_row(x + r * cols, cols, q + r * cols, scales + r);
+    for (int64_t r = 0; r < rows; ++r)
+      onednn_detail::quantize_row(x + r * cols, cols, q + r * cols, scales + r);
   }
 
   struct AttentionPrimitives {
@@ -512,7 +585,8 @@ class OneDnnBackend {
 
   // The two matmuls of one (sequence length, query block) shape; all strides follow from the
   // packed [tokens, 3 * hidden] qkv layout.
-  const AttentionPrimitives& attention_primitives(int64_t len, int64_t rows, int64_t heads, int64_t head_dim) const {
+  const AttentionPrimitives& attention_primitives(int64_t len, int64_t rows, int64_t heads,
+                                                  int64_t head_dim) const {
     std::lock_guard<std::mutex> lock(*attention_mutex_);
     // the head count and size are baked into the descriptors: one backend may serve models of
     // different shapes
@@ -529,11 +603,14 @@ class OneDnnBackend {
     p.v_md = dnnl::memory::desc(dims{heads, len, head_dim}, type, dims{head_dim, row_stride, 1});
     p.scores_md = dnnl::memory::desc(dims{heads, rows, len}, dt::f32, dims{rows * len, len, 1});
     p.probs_md = dnnl::memory::desc(dims{heads, rows, len}, type, dims{rows * len, len, 1});
-    p.context_md = dnnl::memory::desc(dims{heads, rows, head_dim}, dt::f32, dims{head_dim, hidden, 1});
+    p.context_md =
+        dnnl::memory::desc(dims{heads, rows, head_dim}, dt::f32, dims{head_dim, hidden, 1});
     dnnl::primitive_attr scale;
     scale.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(head_dim))});
-    p.scores = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.q_md, p.kt_md, p.scores_md), scale, engine()));
-    p.context = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.probs_md, p.v_md, p.context_md), engine()));
+    p.scores = dnnl::matmul(dnnl::matmul::primitive_desc(
+        dnnl::matmul::desc(p.q_md, p.kt_md, p.scores_md), scale, engine()));
+    p.context = dnnl::matmul(dnnl::matmul::primitive_desc(
+        dnnl::matmul::desc(p.probs_md, p.v_md, p.context_md), engine()));
     return attention_cache_.emplace(shape, std::move(p)).first->second;
   }
 
@@ -545,7 +622,8 @@ class OneDnnBackend {
       probe.in = probe.out = 16;
       using dt = dnnl::memory::data_type;
       const dt weight_type = p == Precision::bf16 ? dt::bf16 : dt::s8;
-      make_primitive_desc(probe, 16, Activation::none, dnnl::memory::desc({16, 16}, weight_type, dnnl::memory::format_tag::any));
+      make_primitive_desc(probe, 16, Activation::none,
+                          dnnl::memory::desc({16, 16}, weight_type, dnnl::memory::format_tag::any));
       return true;
     } catch (const dnnl::error&) {
       return false;

@@ -35,9 +35,11 @@ inline std::unique_ptr<Runner> make_runner(const Model& model, const std::string
 #ifdef TINYBERT_HAVE_CUDA
     CudaOptions options;
     options.precision = parse_precision(name.substr(5));
-    if (options.precision == Precision::f32)  // refused here too: without a GPU it would never be tried
+    if (options.precision ==
+        Precision::f32)  // refused here too: without a GPU it would never be tried
       throw Error("backend '" + name + "': the CUDA backend computes in f16, bf16 or int8");
-    return std::make_unique<FallbackRunner>(model, options, [&model] { return make_runner(model, default_backend()); });
+    return std::make_unique<FallbackRunner>(
+        model, options, [&model] { return make_runner(model, default_backend()); });
 #else
     throw Error("backend '" + name + "': this program was built without CUDA");
 #endif

@@ -51,8 +51,11 @@ class TraceBackend {
   void add_layernorm(const Norm&, const Matrix& residual, Matrix& x) {
     record("add_layernorm", {&residual, &x}, {&x}, &x, x.rows(), x.cols());
   }
-  void layernorm(const Norm&, Matrix& x) { record("layernorm", {&x}, {&x}, &x, x.rows(), x.cols()); }
-  void attention(const Matrix& qkv, const Batch&, int64_t, Matrix& context, std::vector<float>* = nullptr) {
+  void layernorm(const Norm&, Matrix& x) {
+    record("layernorm", {&x}, {&x}, &x, x.rows(), x.cols());
+  }
+  void attention(const Matrix& qkv, const Batch&, int64_t, Matrix& context,
+                 std::vector<float>* = nullptr) {
     record("attention", {&qkv}, {&context}, &context, qkv.rows(), qkv.cols() / 3);
   }
   void pool(const Matrix& hidden, const Batch& batch, Pooling, Matrix& out) {
@@ -70,8 +73,8 @@ class TraceBackend {
   }
 
  private:
-  void record(const char* op, std::vector<const Matrix*> reads, std::vector<const Matrix*> writes, Matrix* out,
-              int64_t rows, int64_t cols) {
+  void record(const char* op, std::vector<const Matrix*> reads, std::vector<const Matrix*> writes,
+              Matrix* out, int64_t rows, int64_t cols) {
     if (out) *out = {rows, cols};
     steps_.push_back({op, std::move(reads), std::move(writes)});
   }
@@ -129,8 +132,10 @@ inline WorkspacePlan workspace_plan(const Model& model) {
       const TraceBackend::Step& s = trace.steps()[static_cast<size_t>(step)];
       const bool reads = std::count(s.reads.begin(), s.reads.end(), m) > 0;
       const bool writes = std::count(s.writes.begin(), s.writes.end(), m) > 0;
-      if (writes && !reads) intervals.push_back({step, step});  // a new value begins
-      else if ((reads || writes) && !intervals.empty()) intervals.back().last = step;
+      if (writes && !reads)
+        intervals.push_back({step, step});  // a new value begins
+      else if ((reads || writes) && !intervals.empty())
+        intervals.back().last = step;
     }
     if (b == WorkspaceBuffer::hidden && !intervals.empty()) intervals.back().last = end;
   }
@@ -146,7 +151,8 @@ inline WorkspacePlan workspace_plan(const Model& model) {
   for (WorkspaceBuffer b : kWorkspaceBuffers) plan.entries.push_back({b, ws.buffer(b).cols(), -1});
   std::vector<WorkspacePlan::Entry*> by_width;
   for (auto& e : plan.entries) by_width.push_back(&e);
-  std::stable_sort(by_width.begin(), by_width.end(), [](auto* a, auto* b) { return a->cols > b->cols; });
+  std::stable_sort(by_width.begin(), by_width.end(),
+                   [](auto* a, auto* b) { return a->cols > b->cols; });
   for (WorkspacePlan::Entry* e : by_width) {
     for (int g = 0; g < plan.groups && e->group < 0; ++g) {
       bool free = true;

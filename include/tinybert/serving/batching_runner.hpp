@@ -35,10 +35,10 @@ class DeadlineExceeded : public Error {
 };
 
 struct BatchingOptions {
-  bool enabled = true;                   // false: every pass runs alone (for comparison)
-  int64_t max_batch_tokens = 8192;       // a single larger pass still runs, alone
+  bool enabled = true;              // false: every pass runs alone (for comparison)
+  int64_t max_batch_tokens = 8192;  // a single larger pass still runs, alone
   std::chrono::microseconds max_wait{2000};
-  size_t queue_capacity = 1024;          // waiting passes; one more is Overloaded
+  size_t queue_capacity = 1024;  // waiting passes; one more is Overloaded
   // Shared by the runners of all models of a process, so that two models never run their
   // (already multi-threaded) forward passes at the same time on a small CPU.
   std::shared_ptr<std::mutex> compute_mutex;
@@ -55,7 +55,9 @@ struct BatchRecord {
 // the server sets one per request on the thread that handles it, and run() checks it.
 class DeadlineScope {
  public:
-  explicit DeadlineScope(SteadyClock::time_point deadline) : previous_(current()) { current() = deadline; }
+  explicit DeadlineScope(SteadyClock::time_point deadline) : previous_(current()) {
+    current() = deadline;
+  }
   ~DeadlineScope() { current() = previous_; }
   DeadlineScope(const DeadlineScope&) = delete;
   DeadlineScope& operator=(const DeadlineScope&) = delete;
@@ -72,11 +74,15 @@ class DeadlineScope {
 inline void append_batch(Batch& into, const Batch& from) {
   const int64_t offset = into.num_tokens();
   into.input_ids.insert(into.input_ids.end(), from.input_ids.begin(), from.input_ids.end());
-  into.token_type_ids.insert(into.token_type_ids.end(), from.token_type_ids.begin(), from.token_type_ids.end());
-  into.task_type_ids.insert(into.task_type_ids.end(), from.task_type_ids.begin(), from.task_type_ids.end());
+  into.token_type_ids.insert(into.token_type_ids.end(), from.token_type_ids.begin(),
+                             from.token_type_ids.end());
+  into.task_type_ids.insert(into.task_type_ids.end(), from.task_type_ids.begin(),
+                            from.task_type_ids.end());
   for (int64_t s = 1; s <= from.num_sequences(); ++s)
-    into.cu_seqlens.push_back(static_cast<int32_t>(offset + from.cu_seqlens[static_cast<size_t>(s)]));
-  into.position_offsets.insert(into.position_offsets.end(), from.position_offsets.begin(), from.position_offsets.end());
+    into.cu_seqlens.push_back(
+        static_cast<int32_t>(offset + from.cu_seqlens[static_cast<size_t>(s)]));
+  into.position_offsets.insert(into.position_offsets.end(), from.position_offsets.begin(),
+                               from.position_offsets.end());
 }
 
 // Merges requests with equal heads into one request, and splits its result back: the inverse
@@ -111,23 +117,28 @@ class MergedPass {
   ForwardResult split(const ForwardResult& all, size_t i) const {
     const Slice& s = slices_[i];
     ForwardResult out;
-    const auto copy = [](const std::vector<float>& from, int64_t first, int64_t count, int64_t width) {
-      return std::vector<float>(from.begin() + first * width, from.begin() + (first + count) * width);
+    const auto copy = [](const std::vector<float>& from, int64_t first, int64_t count,
+                         int64_t width) {
+      return std::vector<float>(from.begin() + first * width,
+                                from.begin() + (first + count) * width);
     };
     switch (merged_.head.kind) {
       case HeadKind::pooled:
       case HeadKind::classifier_logits:
-        out.values = copy(all.values, s.first_sequence, s.sequences, width(all.values, merged_.batch.num_sequences()));
+        out.values = copy(all.values, s.first_sequence, s.sequences,
+                          width(all.values, merged_.batch.num_sequences()));
         break;
       case HeadKind::mlm_logits:
-        out.values = copy(all.values, s.first_row, s.rows, width(all.values, static_cast<int64_t>(merged_.rows.size())));
+        out.values = copy(all.values, s.first_row, s.rows,
+                          width(all.values, static_cast<int64_t>(merged_.rows.size())));
         break;
       case HeadKind::uie_spans:
         out.start = copy(all.start, s.first_token, s.tokens, 1);
         out.end = copy(all.end, s.first_token, s.tokens, 1);
         break;
       case HeadKind::siamese_text_states:
-      case HeadKind::siamese_logits: throw Error("SiameseUIE passes are not merged");  // see mergeable()
+      case HeadKind::siamese_logits:
+        throw Error("SiameseUIE passes are not merged");  // see mergeable()
     }
     if (s.wants_attention && attention_elements_ > 0) {
       const int64_t heads = static_cast<int64_t>(all.attention.size()) / attention_elements_;
@@ -231,7 +242,8 @@ class BatchingRunner final : public Runner {
     while (true) {
       for (auto it = queue_.begin(); it != queue_.end() && tokens < options_.max_batch_tokens;) {
         const int64_t more = (*it)->request.batch.num_tokens();
-        if ((*it)->request.head == group.front()->request.head && tokens + more <= options_.max_batch_tokens) {
+        if ((*it)->request.head == group.front()->request.head &&
+            tokens + more <= options_.max_batch_tokens) {
           tokens += more;
           group.push_back(std::move(*it));
           it = queue_.erase(it);
@@ -239,7 +251,8 @@ class BatchingRunner final : public Runner {
           ++it;
         }
       }
-      if (tokens >= options_.max_batch_tokens || stopping_ || SteadyClock::now() >= close_at) return group;
+      if (tokens >= options_.max_batch_tokens || stopping_ || SteadyClock::now() >= close_at)
+        return group;
       wake_.wait_until(lock, close_at);
     }
   }
@@ -252,7 +265,8 @@ class BatchingRunner final : public Runner {
       // A pass whose caller has given up is not run.
       std::erase_if(group, [&](const PendingPtr& p) {
         if (p->deadline >= started) return false;
-        p->promise.set_exception(std::make_exception_ptr(DeadlineExceeded("the request's deadline passed while it waited")));
+        p->promise.set_exception(std::make_exception_ptr(
+            DeadlineExceeded("the request's deadline passed while it waited")));
         return true;
       });
       if (!group.empty()) run_group(group, started);
@@ -266,7 +280,8 @@ class BatchingRunner final : public Runner {
       record.sequences += p->request.batch.num_sequences();
       record.tokens += p->request.batch.num_tokens();
     }
-    record.queue_wait_seconds = std::chrono::duration<double>(started - group.front()->arrival).count();
+    record.queue_wait_seconds =
+        std::chrono::duration<double>(started - group.front()->arrival).count();
     try {
       if (group.size() == 1) {
         group.front()->promise.set_value(run_inner(group.front()->request));

@@ -27,9 +27,12 @@ enum class ClassifyMode { embedding, nli, modelscope_nli };
 
 inline const char* classify_mode_name(ClassifyMode m) {
   switch (m) {
-    case ClassifyMode::embedding: return "embedding";
-    case ClassifyMode::nli: return "nli";
-    case ClassifyMode::modelscope_nli: return "modelscope-nli";
+    case ClassifyMode::embedding:
+      return "embedding";
+    case ClassifyMode::nli:
+      return "nli";
+    case ClassifyMode::modelscope_nli:
+      return "modelscope-nli";
   }
   return "?";
 }
@@ -37,7 +40,8 @@ inline const char* classify_mode_name(ClassifyMode m) {
 // Defaults, chosen on FewCLUE TNEWS / EPRSTMT / ChnSentiCorp with bge-small-zh (bench/QUALITY.md).
 inline constexpr const char* kDefaultEmbeddingTemplate = "这是一条关于{}的新闻";
 inline constexpr const char* kDefaultNliTemplate = "这是一条关于{}的新闻。";
-inline constexpr const char* kModelScopeNliTemplate = "{}";  // ZeroShotClassificationPipeline's default
+inline constexpr const char* kModelScopeNliTemplate =
+    "{}";  // ZeroShotClassificationPipeline's default
 inline constexpr int64_t kModelScopeEntailment = 0, kModelScopeContradiction = 2;
 inline constexpr float kDefaultTemperature = 0.05f;
 inline constexpr float kDefaultEmbeddingThreshold = 0.5f;  // cosine
@@ -63,7 +67,8 @@ struct ClassifyOptions {
   // (multi label). NLI mode follows HuggingFace's pipeline, which has no temperature.
   float temperature = kDefaultTemperature;
   // Multi label: embedding mode selects cosine >= threshold (score >= 0.5); NLI mode selects
-  // entailment probability >= threshold. Default: kDefaultEmbeddingThreshold / kDefaultNliThreshold.
+  // entailment probability >= threshold. Default: kDefaultEmbeddingThreshold /
+  // kDefaultNliThreshold.
   std::optional<float> threshold;
   size_t max_labels = 128;  // a request makes texts x labels sequences in NLI mode
   // Embedding mode: a template ensemble, used instead of label_template when not empty (set one
@@ -94,10 +99,12 @@ struct ClassifyResult {
 
 // ---------------------------------------------------------------- scoring, kept separate for tests
 
-inline std::string apply_label_template(const std::string& label_template, const std::string& label) {
+inline std::string apply_label_template(const std::string& label_template,
+                                        const std::string& label) {
   std::string out;
   size_t from = 0;
-  for (size_t at = label_template.find("{}"); at != std::string::npos; at = label_template.find("{}", from)) {
+  for (size_t at = label_template.find("{}"); at != std::string::npos;
+       at = label_template.find("{}", from)) {
     out.append(label_template, from, at - from);
     out += label;
     from = at + 2;
@@ -107,7 +114,8 @@ inline std::string apply_label_template(const std::string& label_template, const
 }
 
 // Rejects what would make a request meaningless before any work is done.
-inline void validate_classify_request(const std::vector<std::string>& labels, const std::string& label_template,
+inline void validate_classify_request(const std::vector<std::string>& labels,
+                                      const std::string& label_template,
                                       const ClassifyOptions& options) {
   if (labels.empty()) throw Error("classify: no candidate labels");
   if (labels.size() > options.max_labels)
@@ -117,7 +125,8 @@ inline void validate_classify_request(const std::vector<std::string>& labels, co
   for (size_t i = 0; i < labels.size(); ++i) {
     if (labels[i].find_first_not_of(" \t\r\n") == std::string::npos)
       throw Error("classify: label " + std::to_string(i) + " is empty");
-    if (!seen.insert(labels[i]).second) throw Error("classify: duplicate label '" + labels[i] + "'");
+    if (!seen.insert(labels[i]).second)
+      throw Error("classify: duplicate label '" + labels[i] + "'");
   }
   if (label_template.find("{}") == std::string::npos)
     throw Error("classify: template '" + label_template + "' has no {} for the label");
@@ -137,8 +146,10 @@ inline void validate_classify_request(const std::vector<std::string>& labels, co
     }
   }
   if (!(options.temperature > 0.0f) || !std::isfinite(options.temperature))
-    throw Error("classify: temperature must be a positive number, got " + std::to_string(options.temperature));
-  if (options.threshold && !std::isfinite(*options.threshold)) throw Error("classify: threshold must be finite");
+    throw Error("classify: temperature must be a positive number, got " +
+                std::to_string(options.temperature));
+  if (options.threshold && !std::isfinite(*options.threshold))
+    throw Error("classify: threshold must be finite");
 }
 
 // softmax(x / temperature), computed in double with the maximum subtracted.
@@ -156,11 +167,12 @@ inline std::vector<float> softmax(std::span<const float> x, double temperature =
 inline float sigmoid(double x) { return static_cast<float>(1.0 / (1.0 + std::exp(-x))); }
 
 // Embedding mode, one text: cosines [labels] -> scores [labels].
-inline std::vector<float> embedding_scores(std::span<const float> cosines, bool multi_label, float temperature,
-                                           float threshold) {
+inline std::vector<float> embedding_scores(std::span<const float> cosines, bool multi_label,
+                                           float temperature, float threshold) {
   if (!multi_label) return softmax(cosines, temperature);
   std::vector<float> scores(cosines.size());
-  for (size_t i = 0; i < cosines.size(); ++i) scores[i] = sigmoid((double(cosines[i]) - threshold) / temperature);
+  for (size_t i = 0; i < cosines.size(); ++i)
+    scores[i] = sigmoid((double(cosines[i]) - threshold) / temperature);
   return scores;
 }
 
@@ -202,8 +214,9 @@ inline int64_t find_entailment_index(const std::vector<std::string>& labels) {
 // = sigmoid(entailment - contradiction) per label. They differ in which logits those are: HF
 // takes contradiction = the last class when entailment is class 0, else class 0 (pass -1);
 // ModelScope fixes entailment 0 and contradiction 2.
-inline std::vector<float> nli_scores(std::span<const float> logits, int64_t num_labels, int64_t num_classes,
-                                     int64_t entailment, bool multi_label, int64_t contradiction = -1) {
+inline std::vector<float> nli_scores(std::span<const float> logits, int64_t num_labels,
+                                     int64_t num_classes, int64_t entailment, bool multi_label,
+                                     int64_t contradiction = -1) {
   std::vector<float> entail(static_cast<size_t>(num_labels));
   for (int64_t l = 0; l < num_labels; ++l) entail[l] = logits[l * num_classes + entailment];
   if (!multi_label && num_labels > 1) return softmax(entail);
@@ -254,8 +267,9 @@ class ZeroShotClassifier {
         model_(runner.model()),
         mode_(mode_for(model_)),
         cache_(cache ? std::move(cache) : std::make_shared<LabelCache>()),
-        entailment_(mode_ == ClassifyMode::modelscope_nli ? kModelScopeEntailment
-                                                           : find_entailment_index(model_.config().labels)) {}
+        entailment_(mode_ == ClassifyMode::modelscope_nli
+                        ? kModelScopeEntailment
+                        : find_entailment_index(model_.config().labels)) {}
 
   ClassifyMode mode() const { return mode_; }
   const std::string& default_template() const { return default_template_for(mode_); }
@@ -271,7 +285,8 @@ class ZeroShotClassifier {
   // What classify() checks before any work: labels, templates, options, and what the mode allows.
   void validate(const std::vector<std::string>& labels, const ClassifyOptions& options) const {
     validate_classify_request(labels, options.label_template.value_or(default_template()), options);
-    if (mode_ != ClassifyMode::embedding && (options.calibrate || options.label_templates.size() > 1))
+    if (mode_ != ClassifyMode::embedding &&
+        (options.calibrate || options.label_templates.size() > 1))
       throw Error(std::string("classify: ") +
                   (options.calibrate ? "calibration" : "a list of templates") +
                   " is for embedding mode; model '" + model_.config().name + "' is an NLI model");
@@ -292,7 +307,8 @@ class ZeroShotClassifier {
   static ClassifyMode mode_for(const Model& model) {
     const ModelConfig& c = model.config();
     if (c.architecture == Architecture::encoder) return ClassifyMode::embedding;
-    if (c.architecture == Architecture::sequence_classification && c.modelscope_nli) return ClassifyMode::modelscope_nli;
+    if (c.architecture == Architecture::sequence_classification && c.modelscope_nli)
+      return ClassifyMode::modelscope_nli;
     if (c.architecture == Architecture::sequence_classification) {
       if (find_entailment_index(c.labels) < 0) {
         std::string names;
@@ -313,7 +329,9 @@ class ZeroShotClassifier {
     message += c.name;
     message += "' is a ";
     message += architecture_name(c.architecture);
-    message += " model; zero-shot classification needs an encoder (embedding) or an NLI sequence_classification model";
+    message +=
+        " model; zero-shot classification needs an encoder (embedding) or an NLI "
+        "sequence_classification model";
     throw Error(message);
   }
 
@@ -322,17 +340,21 @@ class ZeroShotClassifier {
     static const std::string embedding = kDefaultEmbeddingTemplate, nli = kDefaultNliTemplate,
                              modelscope = kModelScopeNliTemplate;
     switch (mode) {
-      case ClassifyMode::embedding: return embedding;
-      case ClassifyMode::nli: return nli;
-      case ClassifyMode::modelscope_nli: return modelscope;
+      case ClassifyMode::embedding:
+        return embedding;
+      case ClassifyMode::nli:
+        return nli;
+      case ClassifyMode::modelscope_nli:
+        return modelscope;
     }
     return nli;
   }
 
-  static ClassifyResult sorted_result(const std::vector<std::string>& labels, std::vector<LabelScore> scored,
-                                      bool multi_label) {
+  static ClassifyResult sorted_result(const std::vector<std::string>& labels,
+                                      std::vector<LabelScore> scored, bool multi_label) {
     for (size_t i = 0; i < scored.size(); ++i) scored[i].label = labels[i];
-    std::stable_sort(scored.begin(), scored.end(), [](const LabelScore& a, const LabelScore& b) { return a.score > b.score; });
+    std::stable_sort(scored.begin(), scored.end(),
+                     [](const LabelScore& a, const LabelScore& b) { return a.score > b.score; });
     if (!multi_label) scored.front().selected = true;
     return {std::move(scored)};
   }
@@ -430,21 +452,26 @@ class ZeroShotClassifier {
     return results;
   }
 
-  std::vector<ClassifyResult> classify_nli(const std::vector<std::string>& texts, const std::vector<std::string>& labels,
-                                           const std::string& label_template, const ClassifyOptions& options) const {
+  std::vector<ClassifyResult> classify_nli(const std::vector<std::string>& texts,
+                                           const std::vector<std::string>& labels,
+                                           const std::string& label_template,
+                                           const ClassifyOptions& options) const {
     const Tokenizer& tokenizer = model_.tokenizer();
     const auto max_length = static_cast<size_t>(model_.max_length());
     std::vector<std::string> hypotheses;
-    for (const auto& label : labels) hypotheses.push_back(apply_label_template(label_template, label));
+    for (const auto& label : labels)
+      hypotheses.push_back(apply_label_template(label_template, label));
     ForwardRequest request;
     request.head.kind = HeadKind::classifier_logits;
     for (const auto& text : texts) {
       for (const auto& hypothesis : hypotheses) {
         // HF truncates only the text: the hypothesis carries the label. ModelScope asks for that
-        // too, but its tokenizer wrapper drops the argument: longest-first (tools/modelscope/NOTES.md).
-        const Encoding e = tokenizer.encode_pair(text, hypothesis, max_length,
-                                                 mode_ == ClassifyMode::modelscope_nli ? Truncation::longest_first
-                                                                                      : Truncation::only_first);
+        // too, but its tokenizer wrapper drops the argument: longest-first
+        // (tools/modelscope/NOTES.md).
+        const Encoding e =
+            tokenizer.encode_pair(text, hypothesis, max_length,
+                                  mode_ == ClassifyMode::modelscope_nli ? Truncation::longest_first
+                                                                        : Truncation::only_first);
         request.batch.add(e.ids, e.type_ids);
       }
     }
@@ -463,7 +490,8 @@ class ZeroShotClassifier {
       for (int64_t l = 0; l < num_labels; ++l) {
         scored[l].score = scores[l];
         scored[l].selected = options.multi_label && scores[l] >= threshold;
-        scored[l].logits.assign(text_logits.begin() + l * num_classes, text_logits.begin() + (l + 1) * num_classes);
+        scored[l].logits.assign(text_logits.begin() + l * num_classes,
+                                text_logits.begin() + (l + 1) * num_classes);
       }
       results.push_back(sorted_result(labels, std::move(scored), options.multi_label));
     }

@@ -10,8 +10,8 @@
 namespace tinybert {
 
 struct EmbedOptions {
-  std::optional<Pooling> pooling;   // default: the model's (config.pooling)
-  std::optional<bool> normalize;    // default: the model's (config.normalize)
+  std::optional<Pooling> pooling;  // default: the model's (config.pooling)
+  std::optional<bool> normalize;   // default: the model's (config.normalize)
 };
 
 // The texts as the model reads them: one packed batch, each text truncated to the model's
@@ -26,7 +26,8 @@ inline Batch encode_texts(const Model& model, const std::vector<std::string>& te
 }
 
 // One row of hidden_size floats per sequence of the batch, from one forward pass.
-inline std::vector<std::vector<float>> embed_batch(Runner& runner, Batch batch, const EmbedOptions& options = {}) {
+inline std::vector<std::vector<float>> embed_batch(Runner& runner, Batch batch,
+                                                   const EmbedOptions& options = {}) {
   const Model& model = runner.model();
   const auto sequences = static_cast<size_t>(batch.num_sequences());
   ForwardRequest request;
@@ -37,12 +38,14 @@ inline std::vector<std::vector<float>> embed_batch(Runner& runner, Batch batch, 
   const std::vector<float> flat = runner.run(std::move(request)).values;
   const auto hidden = static_cast<size_t>(model.config().hidden_size);
   std::vector<std::vector<float>> rows;
-  for (size_t i = 0; i < sequences; ++i) rows.emplace_back(flat.begin() + i * hidden, flat.begin() + (i + 1) * hidden);
+  for (size_t i = 0; i < sequences; ++i)
+    rows.emplace_back(flat.begin() + i * hidden, flat.begin() + (i + 1) * hidden);
   return rows;
 }
 
 // Returns one row of hidden_size floats per text, from one forward pass.
-inline std::vector<std::vector<float>> embed_texts(Runner& runner, const std::vector<std::string>& texts,
+inline std::vector<std::vector<float>> embed_texts(Runner& runner,
+                                                   const std::vector<std::string>& texts,
                                                    const EmbedOptions& options = {}) {
   return embed_batch(runner, encode_texts(runner.model(), texts), options);
 }

@@ -26,7 +26,8 @@ struct TokenSpan {
 // the current end is coupled to that end (a later start before the same end replaces it, since
 // couples are keyed by their end); an end before the current start is skipped. Spans are
 // returned ordered by start, then end.
-inline std::vector<TokenSpan> decode_spans(const std::vector<float>& start_probs, const std::vector<float>& end_probs,
+inline std::vector<TokenSpan> decode_spans(const std::vector<float>& start_probs,
+                                           const std::vector<float>& end_probs,
                                            float threshold = 0.5f) {
   std::vector<int64_t> starts, ends;
   for (size_t i = 0; i < start_probs.size(); ++i)
@@ -51,7 +52,8 @@ inline std::vector<TokenSpan> decode_spans(const std::vector<float>& start_probs
   for (const auto& [end, start] : start_of_end)
     spans.push_back({start, end, start_probs[start] * end_probs[end]});
   std::sort(spans.begin(), spans.end(), [](const TokenSpan& a, const TokenSpan& b) {
-    return a.start_token != b.start_token ? a.start_token < b.start_token : a.end_token < b.end_token;
+    return a.start_token != b.start_token ? a.start_token < b.start_token
+                                          : a.end_token < b.end_token;
   });
   return spans;
 }
@@ -66,7 +68,8 @@ struct TokenWindow {
 // Windows of at most window_tokens text tokens; neighbours share at least `overlap` tokens
 // (capped at half a window so that every window moves on). The last window ends at the text's
 // end, so it is full-length too. A text that fits gets one window: exactly PaddleNLP's input.
-inline std::vector<TokenWindow> plan_windows(int64_t num_tokens, int64_t window_tokens, int64_t overlap) {
+inline std::vector<TokenWindow> plan_windows(int64_t num_tokens, int64_t window_tokens,
+                                             int64_t overlap) {
   if (window_tokens < 1) throw Error("window of " + std::to_string(window_tokens) + " text tokens");
   if (num_tokens <= window_tokens) return {{0, std::max<int64_t>(num_tokens, 0)}};
   const int64_t step = window_tokens - std::clamp<int64_t>(overlap, 0, window_tokens / 2);
@@ -100,9 +103,9 @@ inline bool span_inside(const TokenWindow& w, const TokenSpan& s, int64_t num_to
 // then end. A span is taken from the window that owns its start token, or from any window that
 // saw it whole when the owner did not; the same start/end from two windows keeps the higher
 // probability.
-inline std::vector<TokenSpan> merge_window_spans(const std::vector<TokenWindow>& windows,
-                                                 const std::vector<std::vector<TokenSpan>>& per_window,
-                                                 int64_t num_tokens) {
+inline std::vector<TokenSpan> merge_window_spans(
+    const std::vector<TokenWindow>& windows, const std::vector<std::vector<TokenSpan>>& per_window,
+    int64_t num_tokens) {
   std::map<std::pair<int64_t, int64_t>, float> best;
   for (size_t k = 0; k < windows.size() && k < per_window.size(); ++k) {
     for (const TokenSpan& s : per_window[k]) {
@@ -135,12 +138,13 @@ using Extraction = std::map<std::string, std::vector<ExtractedSpan>>;
 // ---- options -----------------------------------------------------------------------------------
 
 struct ExtractOptions {
-  std::optional<float> threshold;      // position_prob; unset: the model's, else 0.5
-  std::optional<int64_t> max_seq_len;  // tokens incl. prompt and specials; unset: the model's, else 512
-  int64_t window_overlap = 64;         // text tokens shared by neighbouring windows
-  bool english = false;                // child prompts "<child> of <parent>" instead of "<parent>的<child>"
-  size_t max_prompts = 4096;           // prompts (texts x names x parent spans) in one schema level
-  size_t max_text_chars = 100000;      // code points per text
+  std::optional<float> threshold;  // position_prob; unset: the model's, else 0.5
+  std::optional<int64_t>
+      max_seq_len;              // tokens incl. prompt and specials; unset: the model's, else 512
+  int64_t window_overlap = 64;  // text tokens shared by neighbouring windows
+  bool english = false;       // child prompts "<child> of <parent>" instead of "<parent>的<child>"
+  size_t max_prompts = 4096;  // prompts (texts x names x parent spans) in one schema level
+  size_t max_text_chars = 100000;  // code points per text
 };
 
 // The model's own UIE settings when its file carries them (ModelConfig::uie_max_seq_len /
@@ -153,7 +157,8 @@ inline int64_t uie_max_seq_len(const Model& model, const ExtractOptions& options
 
 inline float uie_threshold(const Model& model, const ExtractOptions& options) {
   const float value = options.threshold.value_or(model.config().uie_position_prob.value_or(0.5f));
-  if (!(value > 0.0f && value < 1.0f)) throw Error("threshold must be in (0, 1), got " + std::to_string(value));
+  if (!(value > 0.0f && value < 1.0f))
+    throw Error("threshold must be in (0, 1), got " + std::to_string(value));
   return value;
 }
 
@@ -166,7 +171,8 @@ struct PreparedText {
   int64_t size() const { return static_cast<int64_t>(tokens.size()); }
 };
 
-inline std::vector<PreparedText> prepare_texts(const Tokenizer& tokenizer, const std::vector<std::string>& texts,
+inline std::vector<PreparedText> prepare_texts(const Tokenizer& tokenizer,
+                                               const std::vector<std::string>& texts,
                                                size_t max_text_chars) {
   std::vector<PreparedText> out;
   out.reserve(texts.size());
@@ -175,7 +181,8 @@ inline std::vector<PreparedText> prepare_texts(const Tokenizer& tokenizer, const
     try {
       const size_t chars = detail::decode_utf8(texts[i]).code_points.size();
       if (chars > max_text_chars)
-        throw Error("has " + std::to_string(chars) + " characters (at most " + std::to_string(max_text_chars) + ")");
+        throw Error("has " + std::to_string(chars) + " characters (at most " +
+                    std::to_string(max_text_chars) + ")");
       out.push_back({texts[i], tokenizer.tokenize(texts[i])});
     } catch (const Error& e) {
       throw InputError(i, std::nullopt, e.what(), InputError::Noun::text);
@@ -212,15 +219,17 @@ struct ExtractQuery {
 };
 
 // Spans among `count` rows of the batch's probabilities (a uie_spans result) starting at `row`.
-inline std::vector<TokenSpan> decode_rows(const ForwardResult& p, int64_t row, int64_t count, float threshold) {
+inline std::vector<TokenSpan> decode_rows(const ForwardResult& p, int64_t row, int64_t count,
+                                          float threshold) {
   const std::vector<float> start(p.start.begin() + row, p.start.begin() + row + count);
   const std::vector<float> end(p.end.begin() + row, p.end.begin() + row + count);
   return decode_spans(start, end, threshold);
 }
 
 // Text answers of a query: spans over the text tokens of every window, merged, as characters.
-inline std::vector<ExtractedSpan> decode_text_answers(const ExtractQuery& q, const PreparedText& text,
-                                                      const Batch& batch, const ForwardResult& p, float threshold) {
+inline std::vector<ExtractedSpan> decode_text_answers(const ExtractQuery& q,
+                                                      const PreparedText& text, const Batch& batch,
+                                                      const ForwardResult& p, float threshold) {
   const int64_t text_row = static_cast<int64_t>(q.prompt_tokens.size()) + 2;
   std::vector<std::vector<TokenSpan>> per_window;
   for (size_t k = 0; k < q.windows.size(); ++k) {
@@ -233,10 +242,14 @@ inline std::vector<ExtractedSpan> decode_text_answers(const ExtractQuery& q, con
   std::vector<ExtractedSpan> out;
   for (const TokenSpan& s : merge_window_spans(q.windows, per_window, text.size())) {
     const auto& t = text.tokens;
-    const size_t first = static_cast<size_t>(s.start_token), last = static_cast<size_t>(s.end_token);
+    const size_t first = static_cast<size_t>(s.start_token),
+                 last = static_cast<size_t>(s.end_token);
     const size_t byte_begin = t.byte_offsets[first].start, byte_end = t.byte_offsets[last].end;
-    out.push_back({text.text.substr(byte_begin, byte_end - byte_begin), t.offsets[first].start, t.offsets[last].end,
-                   s.probability, {}});
+    out.push_back({text.text.substr(byte_begin, byte_end - byte_begin),
+                   t.offsets[first].start,
+                   t.offsets[last].end,
+                   s.probability,
+                   {}});
   }
   return out;
 }
@@ -251,18 +264,19 @@ inline std::vector<ExtractedSpan> decode_option_answer(const ExtractQuery& q, co
     const int64_t row = batch.seq_begin(q.first_sequence + static_cast<int64_t>(k)) + 1;
     const auto spans = decode_rows(p, row, static_cast<int64_t>(q.prompt_tokens.size()), threshold);
     if (spans.empty()) continue;
-    const TokenSpan& best = *std::max_element(spans.begin(), spans.end(), [](const TokenSpan& a, const TokenSpan& b) {
-      return a.probability < b.probability;
-    });
-    const size_t byte_begin = q.prompt_tokens.byte_offsets[static_cast<size_t>(best.start_token)].start;
+    const TokenSpan& best = *std::max_element(
+        spans.begin(), spans.end(),
+        [](const TokenSpan& a, const TokenSpan& b) { return a.probability < b.probability; });
+    const size_t byte_begin =
+        q.prompt_tokens.byte_offsets[static_cast<size_t>(best.start_token)].start;
     const size_t byte_end = q.prompt_tokens.byte_offsets[static_cast<size_t>(best.end_token)].end;
     auto& vote = votes[q.prompt.substr(byte_begin, byte_end - byte_begin)];
     vote.first += 1;
     vote.second += best.probability;
   }
   if (votes.empty()) return {};
-  const auto winner = std::max_element(votes.begin(), votes.end(),
-                                       [](const auto& a, const auto& b) { return a.second < b.second; });
+  const auto winner = std::max_element(
+      votes.begin(), votes.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
   ExtractedSpan answer;
   answer.text = winner->first;
   answer.probability = winner->second.second / winner->second.first;
@@ -288,22 +302,26 @@ class Extractor {
   float threshold() const { return threshold_; }
 
   std::vector<Extraction> run(const std::vector<std::string>& texts, const Schema& schema) const {
-    const std::vector<PreparedText> prepared = prepare_texts(model_.tokenizer(), texts, options_.max_text_chars);
+    const std::vector<PreparedText> prepared =
+        prepare_texts(model_.tokenizer(), texts, options_.max_text_chars);
     std::vector<Extraction> results(texts.size());
     std::vector<ExtractQuery> level;
     for (const SchemaNode& node : schema.roots)
       for (size_t t = 0; t < texts.size(); ++t) level.push_back(make_query(node, t, nullptr));
     for (int depth = 1; !level.empty(); ++depth) {
       if (level.size() > options_.max_prompts)
-        throw Error("schema level " + std::to_string(depth) + " needs " + std::to_string(level.size()) +
-                    " prompts (limit " + std::to_string(options_.max_prompts) + ")");
+        throw Error("schema level " + std::to_string(depth) + " needs " +
+                    std::to_string(level.size()) + " prompts (limit " +
+                    std::to_string(options_.max_prompts) + ")");
       const auto answers = run_level(level, prepared);
       // Store every answer first, then take pointers to them: the vectors no longer grow.
-      std::vector<std::pair<std::vector<ExtractedSpan>*, size_t>> stored(level.size(), {nullptr, 0});
+      std::vector<std::pair<std::vector<ExtractedSpan>*, size_t>> stored(level.size(),
+                                                                         {nullptr, 0});
       for (size_t i = 0; i < level.size(); ++i) {
         if (answers[i].empty()) continue;
         const ExtractQuery& q = level[i];
-        auto& target = q.parent ? q.parent->relations[q.node->name] : results[q.text_index][q.node->name];
+        auto& target =
+            q.parent ? q.parent->relations[q.node->name] : results[q.text_index][q.node->name];
         stored[i] = {&target, target.size()};
         target.insert(target.end(), answers[i].begin(), answers[i].end());
       }
@@ -312,7 +330,8 @@ class Extractor {
         if (!stored[i].first) continue;
         for (size_t a = 0; a < answers[i].size(); ++a)
           for (const SchemaNode& child : level[i].node->children)
-            next.push_back(make_query(child, level[i].text_index, &(*stored[i].first)[stored[i].second + a]));
+            next.push_back(
+                make_query(child, level[i].text_index, &(*stored[i].first)[stored[i].second + a]));
       }
       level = std::move(next);
     }
@@ -322,7 +341,8 @@ class Extractor {
  private:
   static const Model& check_uie(const Model& model) {
     if (model.config().architecture != Architecture::uie)
-      throw Error(std::string("extract needs a uie model, this one is ") + architecture_name(model.config().architecture));
+      throw Error(std::string("extract needs a uie model, this one is ") +
+                  architecture_name(model.config().architecture));
     return model;
   }
 
@@ -349,15 +369,18 @@ class Extractor {
       const PreparedText& text = texts[q.text_index];
       q.windows = plan_windows(text.size(), room, options_.window_overlap);
       q.first_sequence = batch.num_sequences();
-      for (const TokenWindow& w : q.windows) add_window_sequence(batch, model_.tokenizer(), q.prompt_tokens, text, w);
+      for (const TokenWindow& w : q.windows)
+        add_window_sequence(batch, model_.tokenizer(), q.prompt_tokens, text, w);
     }
-    const ForwardResult probabilities = runner_.run(request);  // a copy: the batch places the answers
+    const ForwardResult probabilities =
+        runner_.run(request);  // a copy: the batch places the answers
     std::vector<std::vector<ExtractedSpan>> answers;
     answers.reserve(level.size());
     for (const ExtractQuery& q : level)
-      answers.push_back(is_classification(q.node->name)
-                            ? decode_option_answer(q, batch, probabilities, threshold_)
-                            : decode_text_answers(q, texts[q.text_index], batch, probabilities, threshold_));
+      answers.push_back(
+          is_classification(q.node->name)
+              ? decode_option_answer(q, batch, probabilities, threshold_)
+              : decode_text_answers(q, texts[q.text_index], batch, probabilities, threshold_));
     return answers;
   }
 

@@ -39,23 +39,24 @@ struct MaskPrediction {
 
 // One whole-phrase candidate of joint filling: a token for every mask of the text.
 struct PhraseCandidate {
-  std::vector<TokenCandidate> tokens;  // one per mask, in text order; probability = when it was filled
-  std::vector<size_t> fill_order;      // mask indices in the order they were filled
-  double probability = 0;              // product of the tokens' probabilities
+  std::vector<TokenCandidate>
+      tokens;                      // one per mask, in text order; probability = when it was filled
+  std::vector<size_t> fill_order;  // mask indices in the order they were filled
+  double probability = 0;          // product of the tokens' probabilities
   double log_probability = 0;
-  std::string text;                    // the text with every mask replaced by its token
+  std::string text;  // the text with every mask replaced by its token
 };
 
 struct FillMaskResult {
-  std::vector<MaskPrediction> masks;    // every mask in text order
+  std::vector<MaskPrediction> masks;     // every mask in text order
   std::vector<PhraseCandidate> phrases;  // joint filling only, best first
 };
 
 struct FillMaskOptions {
-  int64_t top_k = 5;       // candidates per mask; also the beam width of joint filling
-  bool joint = false;      // also fill all masks of a text together (see fill_mask_joint)
-  int64_t attribution = 0; // top-n attended context tokens per mask; 0 = off (no cost)
-  int64_t max_masks = 16;  // per text
+  int64_t top_k = 5;        // candidates per mask; also the beam width of joint filling
+  bool joint = false;       // also fill all masks of a text together (see fill_mask_joint)
+  int64_t attribution = 0;  // top-n attended context tokens per mask; 0 = off (no cost)
+  int64_t max_masks = 16;   // per text
 };
 
 // Softmax over the whole vocabulary, then the k best (ties broken by lower id).
@@ -67,20 +68,25 @@ inline std::vector<TokenCandidate> top_k_candidates(const float* logits, int64_t
   std::vector<int32_t> order(static_cast<size_t>(vocab));
   std::iota(order.begin(), order.end(), 0);
   k = std::min(k, vocab);
-  std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
   std::vector<TokenCandidate> out;
   for (int64_t i = 0; i < k; ++i) {
     const int32_t id = order[i];
-    const std::string token = id < static_cast<int32_t>(tokenizer.vocab_size()) ? tokenizer.id_to_token(id) : "[UNK]";
-    out.push_back({token, id, static_cast<float>(std::exp(static_cast<double>(logits[id] - max_logit)) / sum), logits[id]});
+    const std::string token =
+        id < static_cast<int32_t>(tokenizer.vocab_size()) ? tokenizer.id_to_token(id) : "[UNK]";
+    out.push_back({token, id,
+                   static_cast<float>(std::exp(static_cast<double>(logits[id] - max_logit)) / sum),
+                   logits[id]});
   }
   return out;
 }
 
 namespace detail {
 
-inline bool starts_with_ascii_nocase(const std::vector<char32_t>& text, size_t at, std::u32string_view what) {
+inline bool starts_with_ascii_nocase(const std::vector<char32_t>& text, size_t at,
+                                     std::u32string_view what) {
   if (at + what.size() > text.size()) return false;
   for (size_t i = 0; i < what.size(); ++i) {
     char32_t a = text[at + i], b = what[i];
@@ -106,7 +112,8 @@ inline size_t validate_mask_text(const Tokenizer& tokenizer, std::string_view te
   const std::string& mask_token = tokenizer.options().mask_token;
   // InputError takes 0-based positions; the message shows them 1-based
   const size_t input = line - 1;
-  if (text.empty()) throw InputError(input, 0, "empty line (expected a text with " + mask_token + ")");
+  if (text.empty())
+    throw InputError(input, 0, "empty line (expected a text with " + mask_token + ")");
   detail::DecodedText decoded;
   try {
     decoded = detail::decode_utf8(text);
@@ -122,7 +129,8 @@ inline size_t validate_mask_text(const Tokenizer& tokenizer, std::string_view te
     if (i + mask.size() <= cps.size() &&
         std::equal(mask.begin(), mask.end(), cps.begin() + static_cast<std::ptrdiff_t>(i))) {
       if (static_cast<int64_t>(++found) > max_masks) {
-        throw InputError(input, i, "too many masks (at most " + std::to_string(max_masks) + " per text)");
+        throw InputError(input, i,
+                         "too many masks (at most " + std::to_string(max_masks) + " per text)");
       }
       i += mask.size();
       continue;
@@ -172,7 +180,8 @@ struct MaskedText {
   std::vector<int64_t> mask_tokens;  // token indices of the masks, in order
 };
 
-inline MaskedText encode_masked_text(const Model& model, std::string_view text, size_t line, int64_t max_masks) {
+inline MaskedText encode_masked_text(const Model& model, std::string_view text, size_t line,
+                                     int64_t max_masks) {
   const Tokenizer& tokenizer = model.tokenizer();
   validate_mask_text(tokenizer, text, line, max_masks);
   MaskedText out;
@@ -186,7 +195,8 @@ inline MaskedText encode_masked_text(const Model& model, std::string_view text, 
     s += " tokens with [CLS] and [SEP], the model takes at most ";
     s += std::to_string(limit);
     s += " (the text from here on does not fit)";
-    throw InputError(line - 1, static_cast<size_t>(e.offsets[static_cast<size_t>(limit - 1)].start), s);
+    throw InputError(line - 1, static_cast<size_t>(e.offsets[static_cast<size_t>(limit - 1)].start),
+                     s);
   }
   for (size_t t = 0; t < e.ids.size(); ++t)
     if (e.ids[t] == tokenizer.mask_id()) out.mask_tokens.push_back(static_cast<int64_t>(t));
@@ -197,12 +207,15 @@ inline MaskedText encode_masked_text(const Model& model, std::string_view text, 
 // top_n keys that are neither [CLS]/[SEP] nor a mask (ties: lower index first).
 // probs layout (ForwardResult::attention): sequence s, head h, query i, key j at
 // offset(s) + (h * len + i) * len + j, offset(s) = num_heads * sum of earlier len^2.
-inline std::vector<AttributedToken> attribution_of(const std::vector<float>& probs, size_t sequence_offset, int64_t len,
-                                                   int64_t num_heads, int64_t query, const Encoding& e,
-                                                   const Tokenizer& tokenizer, int64_t top_n) {
+inline std::vector<AttributedToken> attribution_of(const std::vector<float>& probs,
+                                                   size_t sequence_offset, int64_t len,
+                                                   int64_t num_heads, int64_t query,
+                                                   const Encoding& e, const Tokenizer& tokenizer,
+                                                   int64_t top_n) {
   std::vector<double> mean(static_cast<size_t>(len), 0.0);
   for (int64_t h = 0; h < num_heads; ++h) {
-    const float* row = probs.data() + sequence_offset + static_cast<size_t>((h * len + query) * len);
+    const float* row =
+        probs.data() + sequence_offset + static_cast<size_t>((h * len + query) * len);
     for (int64_t j = 0; j < len; ++j) mean[static_cast<size_t>(j)] += row[j];
   }
   std::vector<int64_t> keys;
@@ -212,13 +225,17 @@ inline std::vector<AttributedToken> attribution_of(const std::vector<float>& pro
     keys.push_back(j);
   }
   const size_t n = std::min(keys.size(), static_cast<size_t>(top_n));
-  std::partial_sort(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(n), keys.end(), [&](int64_t a, int64_t b) {
-    return mean[static_cast<size_t>(a)] > mean[static_cast<size_t>(b)] || (mean[static_cast<size_t>(a)] == mean[static_cast<size_t>(b)] && a < b);
-  });
+  std::partial_sort(
+      keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(n), keys.end(),
+      [&](int64_t a, int64_t b) {
+        return mean[static_cast<size_t>(a)] > mean[static_cast<size_t>(b)] ||
+               (mean[static_cast<size_t>(a)] == mean[static_cast<size_t>(b)] && a < b);
+      });
   std::vector<AttributedToken> out;
   for (size_t k = 0; k < n; ++k) {
     const size_t j = static_cast<size_t>(keys[k]);
-    out.push_back({e.tokens[j], keys[k], e.offsets[j], static_cast<float>(mean[j] / static_cast<double>(num_heads))});
+    out.push_back({e.tokens[j], keys[k], e.offsets[j],
+                   static_cast<float>(mean[j] / static_cast<double>(num_heads))});
   }
   return out;
 }
@@ -230,7 +247,8 @@ inline std::string fill_text(std::string_view text, const std::vector<Offset>& m
   std::string out;
   size_t next = 0;
   for (size_t m = 0; m < mask_chars.size(); ++m) {
-    const size_t from = decoded.byte_starts[next], to = decoded.byte_starts[static_cast<size_t>(mask_chars[m].start)];
+    const size_t from = decoded.byte_starts[next],
+                 to = decoded.byte_starts[static_cast<size_t>(mask_chars[m].start)];
     out.append(text.substr(from, to - from));
     std::string_view token = tokens[m].token;
     if (token.size() > 2 && token.substr(0, 2) == "##") token.remove_prefix(2);
@@ -247,7 +265,8 @@ inline std::string fill_text(std::string_view text, const std::vector<Offset>& m
 // of the unfilled texts' masks, so the first step costs no extra forward pass.
 inline void fill_mask_joint(Runner& runner, const std::vector<std::string>& texts,
                             const std::vector<detail::MaskedText>& inputs, int64_t beam_width,
-                            const std::vector<float>& first_logits, std::vector<FillMaskResult>& out) {
+                            const std::vector<float>& first_logits,
+                            std::vector<FillMaskResult>& out) {
   struct State {
     std::vector<int32_t> ids;
     std::vector<TokenCandidate> tokens;  // per mask; id -1 while open
@@ -260,7 +279,10 @@ inline void fill_mask_joint(Runner& runner, const std::vector<std::string>& text
   std::vector<std::vector<State>> beams(texts.size());
   size_t max_masks = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
-    State s{inputs[i].encoding.ids, std::vector<TokenCandidate>(inputs[i].mask_tokens.size(), TokenCandidate{"", -1, 0, 0}), {}, 0};
+    State s{inputs[i].encoding.ids,
+            std::vector<TokenCandidate>(inputs[i].mask_tokens.size(), TokenCandidate{"", -1, 0, 0}),
+            {},
+            0};
     beams[i].push_back(std::move(s));
     max_masks = std::max(max_masks, inputs[i].mask_tokens.size());
   }
@@ -274,7 +296,8 @@ inline void fill_mask_joint(Runner& runner, const std::vector<std::string>& text
         if (step >= inputs[i].mask_tokens.size()) continue;
         for (const State& s : beams[i]) {
           for (size_t m = 0; m < s.tokens.size(); ++m)
-            if (s.tokens[m].id < 0) request.rows.push_back(request.batch.num_tokens() + inputs[i].mask_tokens[m]);
+            if (s.tokens[m].id < 0)
+              request.rows.push_back(request.batch.num_tokens() + inputs[i].mask_tokens[m]);
           request.batch.add(s.ids, inputs[i].encoding.type_ids);
         }
       }
@@ -289,8 +312,10 @@ inline void fill_mask_joint(Runner& runner, const std::vector<std::string>& text
         std::vector<TokenCandidate> best;
         for (size_t m = 0; m < s.tokens.size(); ++m) {
           if (s.tokens[m].id >= 0) continue;
-          auto candidates = top_k_candidates(logits.data() + row++ * vocab, vocab, beam_width, tokenizer);
-          if (best.empty() || candidates[0].probability > best[0].probability) best = std::move(candidates), best_mask = m;
+          auto candidates =
+              top_k_candidates(logits.data() + row++ * vocab, vocab, beam_width, tokenizer);
+          if (best.empty() || candidates[0].probability > best[0].probability)
+            best = std::move(candidates), best_mask = m;
         }
         for (const TokenCandidate& c : best) {
           State child = s;
@@ -302,8 +327,9 @@ inline void fill_mask_joint(Runner& runner, const std::vector<std::string>& text
         }
       }
       // merge states with the same assignment, keep the best beam_width
-      std::stable_sort(next.begin(), next.end(),
-                       [](const State& a, const State& b) { return a.log_probability > b.log_probability; });
+      std::stable_sort(next.begin(), next.end(), [](const State& a, const State& b) {
+        return a.log_probability > b.log_probability;
+      });
       std::vector<State> kept;
       for (State& s : next) {
         const bool seen = std::any_of(kept.begin(), kept.end(), [&](const State& k) {
@@ -350,7 +376,8 @@ inline std::vector<FillMaskResult> fill_mask(Runner& runner, const std::vector<s
   const Model& model = runner.model();
   const Tokenizer& tokenizer = model.tokenizer();
   if (tokenizer.mask_id() < 0) throw Error("this model's vocabulary has no mask token");
-  if (options.top_k < 1) throw Error("top_k must be at least 1, got " + std::to_string(options.top_k));
+  if (options.top_k < 1)
+    throw Error("top_k must be at least 1, got " + std::to_string(options.top_k));
   if (texts.empty()) return {};
   std::vector<detail::MaskedText> inputs;
   const bool attribute = options.attribution > 0;
@@ -360,7 +387,8 @@ inline std::vector<FillMaskResult> fill_mask(Runner& runner, const std::vector<s
   for (size_t i = 0; i < texts.size(); ++i) {
     inputs.push_back(detail::encode_masked_text(model, texts[i], i + 1, options.max_masks));
     // rows: the packed token row of every mask
-    for (int64_t t : inputs.back().mask_tokens) request.rows.push_back(request.batch.num_tokens() + t);
+    for (int64_t t : inputs.back().mask_tokens)
+      request.rows.push_back(request.batch.num_tokens() + t);
     request.batch.add(inputs.back().encoding.ids, inputs.back().encoding.type_ids);
   }
   const ForwardResult forward = runner.run(std::move(request));
@@ -373,10 +401,11 @@ inline std::vector<FillMaskResult> fill_mask(Runner& runner, const std::vector<s
     const int64_t len = static_cast<int64_t>(e.ids.size());
     for (int64_t t : inputs[i].mask_tokens) {
       MaskPrediction m{t, e.offsets[static_cast<size_t>(t)], {}, {}};
-      m.candidates = top_k_candidates(logits.data() + row++ * vocab, vocab, options.top_k, tokenizer);
+      m.candidates =
+          top_k_candidates(logits.data() + row++ * vocab, vocab, options.top_k, tokenizer);
       if (attribute)
-        m.attribution = detail::attribution_of(forward.attention, prob_offset, len, num_heads, t, e, tokenizer,
-                                               options.attribution);
+        m.attribution = detail::attribution_of(forward.attention, prob_offset, len, num_heads, t, e,
+                                               tokenizer, options.attribution);
       out[i].masks.push_back(std::move(m));
     }
     prob_offset += static_cast<size_t>(num_heads * len * len);

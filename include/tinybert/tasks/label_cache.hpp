@@ -42,7 +42,8 @@ class LabelCache {
   explicit LabelCache(size_t capacity = 1024) : capacity_(capacity) {}
 
   // Length-prefixed parts, so ("ab", "c") and ("a", "bc") never share a key.
-  static std::string key(std::string_view model_id, std::string_view label_template, std::string_view label) {
+  static std::string key(std::string_view model_id, std::string_view label_template,
+                         std::string_view label) {
     std::string k;
     for (std::string_view part : {model_id, label_template, label}) {
       k += std::to_string(part.size());

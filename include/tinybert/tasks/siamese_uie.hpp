@@ -53,7 +53,8 @@ inline std::vector<int64_t> window_starts(int64_t tokens, int64_t window, int64_
 // ModelScope's window merge: every token starts unset (-1); a window writes its value where the
 // token is unset, else the mean of the two. At most two windows overlap (stride < window <=
 // 2 x stride), so this is the plain mean; the sentinel comparison is kept as the pipeline has it.
-inline void merge_window_logits(std::vector<double>& merged, const float* window, int64_t start, int64_t count) {
+inline void merge_window_logits(std::vector<double>& merged, const float* window, int64_t start,
+                                int64_t count) {
   for (int64_t j = 0; j < count; ++j) {
     double& m = merged[static_cast<size_t>(start + j)];
     m = m == -1.0 ? window[j] : (m + window[j]) / 2;
@@ -65,8 +66,10 @@ inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 // A span starts at every token whose head logit is above the threshold and ends at the first
 // token at or after it whose tail logit is; [CLS] and [SEP] take part (offsets (0,0)), as in
 // ModelScope. Sorted by (begin, end).
-inline std::vector<SiameseSpan> decode_pointer_spans(const std::vector<double>& head, const std::vector<double>& tail,
-                                                     const Encoding& text, const std::vector<char32_t>& code_points,
+inline std::vector<SiameseSpan> decode_pointer_spans(const std::vector<double>& head,
+                                                     const std::vector<double>& tail,
+                                                     const Encoding& text,
+                                                     const std::vector<char32_t>& code_points,
                                                      float threshold) {
   std::vector<SiameseSpan> spans;
   for (size_t start = 0; start < head.size(); ++start) {
@@ -76,14 +79,16 @@ inline std::vector<SiameseSpan> decode_pointer_spans(const std::vector<double>& 
       SiameseSpan s;
       s.begin = text.offsets[start].start;
       s.end = text.offsets[end].end;
-      for (int64_t c = s.begin; c < s.end; ++c) append_utf8(s.span, code_points[static_cast<size_t>(c)]);
+      for (int64_t c = s.begin; c < s.end; ++c)
+        append_utf8(s.span, code_points[static_cast<size_t>(c)]);
       s.probability = sigmoid(head[start]) * sigmoid(tail[end]);
       spans.push_back(std::move(s));
       break;
     }
   }
-  std::stable_sort(spans.begin(), spans.end(),
-                   [](const SiameseSpan& a, const SiameseSpan& b) { return std::pair(a.begin, a.end) < std::pair(b.begin, b.end); });
+  std::stable_sort(spans.begin(), spans.end(), [](const SiameseSpan& a, const SiameseSpan& b) {
+    return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
+  });
   return spans;
 }
 
@@ -102,7 +107,8 @@ class SiameseExtractor {
  public:
   explicit SiameseExtractor(Runner& runner, SiameseOptions options = {})
       : runner_(runner), model_(check_siamese(runner.model())), options_(options) {
-    if (options_.window_tokens < 2 || options_.window_stride < 1 || options_.window_stride > options_.window_tokens ||
+    if (options_.window_tokens < 2 || options_.window_stride < 1 ||
+        options_.window_stride > options_.window_tokens ||
         options_.window_tokens > 2 * options_.window_stride)
       throw Error("SiameseUIE windows: stride must be in [window / 2, window]");
     if (options_.max_hint_tokens < 3) throw Error("SiameseUIE hints need at least 3 tokens");
@@ -115,7 +121,8 @@ class SiameseExtractor {
   // ModelScope's {"output": [...]} for each text: every chain from a root type down to a leaf
   // of the schema, depth first (schema types in order, spans sorted, children before the next
   // span).
-  std::vector<std::vector<SiameseChain>> run(const std::vector<std::string>& texts, const Schema& schema) const {
+  std::vector<std::vector<SiameseChain>> run(const std::vector<std::string>& texts,
+                                             const Schema& schema) const {
     std::vector<std::vector<SiameseChain>> out;
     for (size_t i = 0; i < texts.size(); ++i) {
       if (texts[i].empty()) throw InputError(i, std::nullopt, "empty text", InputError::Noun::text);
@@ -138,9 +145,12 @@ class SiameseExtractor {
       Extraction* level = &root;
       for (const SiameseSpan& link : chain) {
         std::vector<ExtractedSpan>& spans = (*level)[link.type];
-        auto it = std::find_if(spans.begin(), spans.end(),
-                               [&](const ExtractedSpan& s) { return s.start == link.begin && s.end == link.end; });
-        if (it == spans.end()) it = spans.insert(spans.end(), ExtractedSpan{link.span, link.begin, link.end, link.probability, {}});
+        auto it = std::find_if(spans.begin(), spans.end(), [&](const ExtractedSpan& s) {
+          return s.start == link.begin && s.end == link.end;
+        });
+        if (it == spans.end())
+          it = spans.insert(spans.end(),
+                            ExtractedSpan{link.span, link.begin, link.end, link.probability, {}});
         level = &it->relations;
       }
     }
@@ -189,7 +199,9 @@ class SiameseExtractor {
     t.hint_position = t.starts.size() > 1 ? options_.window_tokens : n;
     t.cu_seqlens.push_back(0);
     for (int64_t start : t.starts)
-      t.cu_seqlens.push_back(t.cu_seqlens.back() + static_cast<int32_t>(std::min(n, start + options_.window_tokens) - start));
+      t.cu_seqlens.push_back(
+          t.cu_seqlens.back() +
+          static_cast<int32_t>(std::min(n, start + options_.window_tokens) - start));
     if (options_.reuse_text_states) t.states = text_states(t);
     return t;
   }
@@ -199,13 +211,15 @@ class SiameseExtractor {
     ForwardRequest request;
     request.head.kind = HeadKind::siamese_text_states;
     for (size_t w = 0; w < t.starts.size(); ++w)
-      request.batch.add(std::span<const int32_t>(t.tokens.ids.data() + t.starts[w],
-                                                 static_cast<size_t>(t.cu_seqlens[w + 1] - t.cu_seqlens[w])));
+      request.batch.add(
+          std::span<const int32_t>(t.tokens.ids.data() + t.starts[w],
+                                   static_cast<size_t>(t.cu_seqlens[w + 1] - t.cu_seqlens[w])));
     return runner_.run(std::move(request)).values;
   }
 
   // All calls of one schema level in one pass: every hint against every window.
-  void run_level(std::vector<Call>& calls, const std::vector<size_t>& level, const TextWindows& text) const {
+  void run_level(std::vector<Call>& calls, const std::vector<size_t>& level,
+                 const TextWindows& text) const {
     const Tokenizer& tokenizer = model_.tokenizer();
     size_t hints = 0;
     for (size_t c : level) hints += calls[c].types->size();
@@ -246,8 +260,8 @@ class SiameseExtractor {
           detail::merge_window_logits(tail, logits.end.data() + offset, text.starts[w], len);
           offset += static_cast<size_t>(len);
         }
-        std::vector<SiameseSpan> spans = detail::decode_pointer_spans(head, tail, text.tokens, text.code_points,
-                                                                     options_.threshold);
+        std::vector<SiameseSpan> spans = detail::decode_pointer_spans(
+            head, tail, text.tokens, text.code_points, options_.threshold);
         for (SiameseSpan& s : spans) s.type = (*call.types)[t].name;
         call.found.push_back(std::move(spans));
       }

@@ -13,7 +13,6 @@
 
 namespace tinybert {
 
-
 inline nlohmann::json to_json(const ClassifyResult& result, ClassifyMode mode) {
   nlohmann::json labels = nlohmann::json::array();
   for (const LabelScore& s : result.labels) {
@@ -34,8 +33,10 @@ inline nlohmann::json to_json(const FillMaskResult& r, bool joint, bool attribut
   for (const MaskPrediction& m : r.masks) {
     nlohmann::json candidates = nlohmann::json::array();
     for (const TokenCandidate& c : m.candidates) candidates.push_back(to_json(c));
-    nlohmann::json mask = {
-        {"token_index", m.token_index}, {"start", m.chars.start}, {"end", m.chars.end}, {"candidates", candidates}};
+    nlohmann::json mask = {{"token_index", m.token_index},
+                           {"start", m.chars.start},
+                           {"end", m.chars.end},
+                           {"candidates", candidates}};
     if (attribution) {
       nlohmann::json attended = nlohmann::json::array();
       for (const AttributedToken& a : m.attribution)
@@ -54,32 +55,37 @@ inline nlohmann::json to_json(const FillMaskResult& r, bool joint, bool attribut
     for (const PhraseCandidate& p : r.phrases) {
       nlohmann::json tokens = nlohmann::json::array();
       for (const TokenCandidate& t : p.tokens) tokens.push_back(to_json(t));
-      phrases.push_back(
-          {{"text", p.text}, {"probability", p.probability}, {"tokens", tokens}, {"fill_order", p.fill_order}});
+      phrases.push_back({{"text", p.text},
+                         {"probability", p.probability},
+                         {"tokens", tokens},
+                         {"fill_order", p.fill_order}});
     }
     out["phrases"] = phrases;
   }
   return out;
 }
 
-
 // ---- classify ----------------------------------------------------------------------------------
 
 // {"model", "mode", "template" (a list for an ensemble), "multi_label", "calibrate",
 //  "results": [{"text", "labels": [{..., "content_free" when calibrated}]}]}
-inline nlohmann::json classify_response(const std::string& model_name, const ZeroShotClassifier& classifier,
+inline nlohmann::json classify_response(const std::string& model_name,
+                                        const ZeroShotClassifier& classifier,
                                         const std::vector<std::string>& texts,
-                                        const std::vector<ClassifyResult>& results, const ClassifyOptions& options) {
+                                        const std::vector<ClassifyResult>& results,
+                                        const ClassifyOptions& options) {
   nlohmann::json out = nlohmann::json::array();
   for (size_t t = 0; t < texts.size(); ++t) {
     nlohmann::json labels = to_json(results[t], classifier.mode());
     if (options.calibrate)
-      for (size_t l = 0; l < results[t].labels.size(); ++l) labels[l]["content_free"] = results[t].labels[l].content_free;
+      for (size_t l = 0; l < results[t].labels.size(); ++l)
+        labels[l]["content_free"] = results[t].labels[l].content_free;
     out.push_back({{"text", texts[t]}, {"labels", std::move(labels)}});
   }
   const nlohmann::json label_template =
-      options.label_templates.empty() ? nlohmann::json(options.label_template.value_or(classifier.default_template()))
-                                      : nlohmann::json(options.label_templates);
+      options.label_templates.empty()
+          ? nlohmann::json(options.label_template.value_or(classifier.default_template()))
+          : nlohmann::json(options.label_templates);
   return {{"model", model_name},
           {"mode", classify_mode_name(classifier.mode())},
           {"template", label_template},
@@ -92,7 +98,8 @@ inline nlohmann::json classify_response(const std::string& model_name, const Zer
 
 // One object per text: to_json(result) with the text added.
 inline nlohmann::json fill_mask_results(const std::vector<std::string>& texts,
-                                        const std::vector<FillMaskResult>& results, const FillMaskOptions& options) {
+                                        const std::vector<FillMaskResult>& results,
+                                        const FillMaskOptions& options) {
   nlohmann::json out = nlohmann::json::array();
   for (size_t t = 0; t < texts.size(); ++t) {
     nlohmann::json r = to_json(results[t], options.joint, options.attribution > 0);
@@ -127,12 +134,14 @@ inline nlohmann::json to_json(const Extraction& extraction) {
   return j;
 }
 
-// ModelScope's SiameseUIE output for one text: {"output": [[{"type", "span", "offset"}, ...], ...]}.
+// ModelScope's SiameseUIE output for one text: {"output": [[{"type", "span", "offset"}, ...],
+// ...]}.
 inline nlohmann::json modelscope_output(const std::vector<SiameseChain>& chains) {
   nlohmann::json output = nlohmann::json::array();
   for (const SiameseChain& chain : chains) {
     nlohmann::json links = nlohmann::json::array();
-    for (const SiameseSpan& s : chain) links.push_back({{"type", s.type}, {"span", s.span}, {"offset", {s.begin, s.end}}});
+    for (const SiameseSpan& s : chain)
+      links.push_back({{"type", s.type}, {"span", s.span}, {"offset", {s.begin, s.end}}});
     output.push_back(std::move(links));
   }
   return {{"output", std::move(output)}};
@@ -149,7 +158,8 @@ inline ExtractFormat parse_extract_format(const std::string& name) {
 }
 
 // SiameseUIE results per text in the chosen shape.
-inline nlohmann::json to_json(const std::vector<std::vector<SiameseChain>>& results, ExtractFormat format) {
+inline nlohmann::json to_json(const std::vector<std::vector<SiameseChain>>& results,
+                              ExtractFormat format) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& chains : results)
     out.push_back(format == ExtractFormat::modelscope ? modelscope_output(chains)

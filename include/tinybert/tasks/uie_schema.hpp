@@ -24,7 +24,8 @@ struct Schema {
   std::vector<SchemaNode> roots;
   size_t depth() const {
     size_t deepest = 0;
-    const auto walk = [&](const auto& self, const std::vector<SchemaNode>& nodes, size_t level) -> void {
+    const auto walk = [&](const auto& self, const std::vector<SchemaNode>& nodes,
+                          size_t level) -> void {
       for (const SchemaNode& n : nodes) {
         deepest = std::max(deepest, level);
         self(self, n.children, level + 1);
@@ -42,8 +43,8 @@ class SchemaTooLarge : public Error {
 };
 
 struct SchemaLimits {
-  size_t max_depth = 3;     // entity -> relation -> sub-relation
-  size_t max_nodes = 256;   // names in the whole tree
+  size_t max_depth = 3;    // entity -> relation -> sub-relation
+  size_t max_nodes = 256;  // names in the whole tree
   size_t max_name_chars = 64;
 };
 
@@ -60,17 +61,20 @@ struct SchemaParser {
     if (name.empty()) throw Error("schema " + path + ": empty name");
     // decode_utf8 rejects a bad name here rather than in the tokenizer later
     if (decode_utf8(name).code_points.size() > limits.max_name_chars)
-      throw Error("schema " + path + ": name longer than " + std::to_string(limits.max_name_chars) + " characters");
+      throw Error("schema " + path + ": name longer than " + std::to_string(limits.max_name_chars) +
+                  " characters");
     if (depth > limits.max_depth)
-      throw Error("schema " + path + ": nested " + std::to_string(depth) + " levels deep (at most " +
-                  std::to_string(limits.max_depth) + ")");
+      throw Error("schema " + path + ": nested " + std::to_string(depth) +
+                  " levels deep (at most " + std::to_string(limits.max_depth) + ")");
     if (++nodes > limits.max_nodes)
-      throw SchemaTooLarge("schema " + path + ": more than " + std::to_string(limits.max_nodes) + " names");
+      throw SchemaTooLarge("schema " + path + ": more than " + std::to_string(limits.max_nodes) +
+                           " names");
     return SchemaNode{name, {}};
   }
 
   // Children of a named node: null (none), "name", [items...] or {"name": children, ...}.
-  void children(const Json& value, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
+  void children(const Json& value, const std::string& path, size_t depth,
+                std::vector<SchemaNode>& out) {
     if (value.is_null()) return;
     if (value.is_string()) {
       out.push_back(leaf(value.template get<std::string>(), path, depth));
@@ -83,12 +87,14 @@ struct SchemaParser {
     } else if (value.is_object()) {
       object(value, path, depth, out);
     } else {
-      throw Error("schema " + path + ": expected a name, a list, an object or null, found " + value.type_name());
+      throw Error("schema " + path + ": expected a name, a list, an object or null, found " +
+                  value.type_name());
     }
   }
 
   // A list item is a name or an object {"name": children}.
-  void list_item(const Json& item, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
+  void list_item(const Json& item, const std::string& path, size_t depth,
+                 std::vector<SchemaNode>& out) {
     if (item.is_string()) {
       out.push_back(leaf(item.template get<std::string>(), path, depth));
     } else if (item.is_object()) {
@@ -98,7 +104,8 @@ struct SchemaParser {
     }
   }
 
-  void object(const Json& value, const std::string& path, size_t depth, std::vector<SchemaNode>& out) {
+  void object(const Json& value, const std::string& path, size_t depth,
+              std::vector<SchemaNode>& out) {
     if (value.empty()) throw Error("schema " + path + ": empty object");
     for (const auto& [key, child] : value.items()) {
       std::string child_path = path;
@@ -138,8 +145,10 @@ inline std::string to_half_width(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (char32_t cp : decoded.code_points) {
-    if (cp == 0x3000) cp = 0x20;
-    else if (cp >= 0xFF01 && cp <= 0xFF5E) cp -= 0xFEE0;
+    if (cp == 0x3000)
+      cp = 0x20;
+    else if (cp >= 0xFF01 && cp <= 0xFF5E)
+      cp -= 0xFEE0;
     detail::append_utf8(out, cp);
   }
   return out;
@@ -155,7 +164,8 @@ inline bool is_classification(std::string_view name) {
 // The prompt for a node: its name at the top level; under a parent span "<parent>的<name>" in
 // Chinese, "<name> of <parent>" in English ("<prefix> of <parent> [options]" for classification
 // names), all normalised to half width as PaddleNLP does.
-inline std::string build_prompt(const std::string& name, const std::string* parent_text, bool english) {
+inline std::string build_prompt(const std::string& name, const std::string* parent_text,
+                                bool english) {
   if (!parent_text) return to_half_width(name);
   std::string prompt;
   if (!english) {
