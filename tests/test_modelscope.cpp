@@ -174,11 +174,9 @@ TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output",
           hint_pass.text_states = states;
           hint_pass.text_cu_seqlens = cu;
           const auto ids = h["input_ids"].get<std::vector<int32_t>>();
-          for (size_t w = 0; w + 1 < cu.size(); ++w) {
-            hint_pass.batch.add(ids, std::vector<int32_t>(ids.size(), 1), {},
-                                h["position_start"].get<int32_t>());
-            hint_pass.hint_window.push_back(static_cast<int32_t>(w));
-          }
+          // the hint once: the pass pairs it with every window
+          hint_pass.batch.add(ids, std::vector<int32_t>(ids.size(), 1), {},
+                              h["position_start"].get<int32_t>());
           const ForwardResult logits = runner->run(hint_pass);
           std::vector<double> head(e.size(), -1.0), tail(e.size(), -1.0);
           size_t offset = 0;
@@ -227,8 +225,8 @@ TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output",
             static_cast<int64_t>(c["windows"].size()));
       size_t hints = 0;
       for (const json& call : c["calls"]) hints += call["hints"].size();
-      CHECK(counting.sequences[HeadKind::siamese_logits] ==
-            static_cast<int64_t>(hints * c["windows"].size()));
+      // each hint through the shared layers once, whatever the number of windows
+      CHECK(counting.sequences[HeadKind::siamese_logits] == static_cast<int64_t>(hints));
       // Without the reuse (what the benchmark compares with): the same answers, and the text's
       // shared layers once per hint.
       SiameseOptions no_reuse;
@@ -237,6 +235,14 @@ TEST_CASE("SiameseUIE: tokens, offsets, hint logits and ModelScope's output",
       CHECK(SiameseExtractor(counting_again, no_reuse).run({text}, schema).front().size() ==
             chains.size());
       CHECK(counting_again.passes[HeadKind::siamese_text_states] == static_cast<int64_t>(hints));
+      // A small token budget splits a level into several passes: the same answers.
+      SiameseOptions small_passes;
+      small_passes.max_pass_tokens = 200;
+      CountingRunner counting_split(*runner);
+      const auto split = SiameseExtractor(counting_split, small_passes).run({text}, schema).front();
+      CHECK(split.size() == chains.size());
+      CHECK(counting_split.passes[HeadKind::siamese_logits] >
+            counting.passes[HeadKind::siamese_logits]);
     }
   }
 }
@@ -255,12 +261,26 @@ TEST_CASE("SiameseUIE: bad requests", "[modelscope][siamese][errors]") {
   bad.batch.add(std::vector<int32_t>{101, 102}, {}, {}, 0);
   CHECK_THROWS_WITH(runner.run(bad), Catch::Contains("no text windows"));
   bad.text_cu_seqlens = {0, 2};
+  bad.text_states.assign(2 * 32 - 1, 0.0f);
+  CHECK_THROWS_WITH(runner.run(bad), Catch::Contains("63 text state values for 2 tokens"));
   bad.text_states.assign(2 * 32, 0.0f);
-  bad.hint_window = {1};
-  CHECK_THROWS_WITH(runner.run(bad), Catch::Contains("window 1 is outside 0..0"));
-  bad.hint_window = {0};
+  CHECK_NOTHROW(runner.run(bad));
+  bad.text_cu_seqlens = {0, 2, 2};
+  CHECK_THROWS_WITH(runner.run(bad), Catch::Contains("text window 1 has 0 tokens"));
+  bad.text_cu_seqlens = {0, 600};
+  bad.text_states.assign(600 * 32, 0.0f);
+  CHECK_THROWS_WITH(runner.run(bad),
+                    Catch::Contains("text window 0 has 600 tokens (expected 1..512)"));
+  bad.text_cu_seqlens = {0, 2};
+  bad.text_states.assign(2 * 32, 0.0f);
   bad.batch.position_offsets[0] = 511;
   CHECK_THROWS_WITH(runner.run(bad), Catch::Contains("from position 511"));
+  bad.batch.position_offsets[0] = 0;
+  bad.record_attention = true;
+  CHECK_THROWS_WITH(runner.run(bad), Catch::Contains("attention is not recorded"));
+  ForwardRequest pooled;
+  pooled.batch.add(std::vector<int32_t>{101, 102});
+  CHECK_THROWS_WITH(runner.run(pooled), Catch::Contains("siamese_uie model has no pooled head"));
   const auto mlm = test::convert_model(folder("structbert-fill-mask"), "ms-not-siamese");
   DirectRunner<CpuRefBackend> mlm_runner(*mlm, backend);
   CHECK_THROWS_WITH(SiameseExtractor(mlm_runner), Catch::Contains("needs a siamese_uie model"));
@@ -324,4 +344,21 @@ TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores",
   CHECK(parse_label_list("文化， 体育，军事,科技,,汽车 ") ==
         std::vector<std::string>{"文化", "体育", "军事", "科技", "汽车"});
   CHECK(parse_label_list(" , ，").empty());
+  CHECK(parse_label_list("体育，\u3000财经\u00a0") == std::vector<std::string>{"体育", "财经"});
+}
+
+TEST_CASE("SiameseUIE: a level's hint x window pairs are bounded",
+          "[modelscope][siamese][errors]") {
+  const auto model = test::convert_model(folder("siamese-uie"), "ms-siamese-limits");
+  CpuRefBackend backend;
+  DirectRunner<CpuRefBackend> runner(*model, backend);
+  SiameseOptions few;
+  few.max_pairs = 5;
+  const SiameseExtractor extractor(runner, few);
+  const Schema two_types = parse_schema(json{{"人物", nullptr}, {"地点", nullptr}});
+  CHECK_NOTHROW(extractor.run({"谷爱凌在北京"}, two_types));
+  // 3 windows of a long text x 2 types = 6 pairs
+  const std::string long_text = golden("siamese-uie")["cases"][2]["text"].get<std::string>();
+  CHECK_THROWS_WITH(extractor.run({long_text}, two_types),
+                    Catch::Contains("2 hints x 3 windows in one level (limit 5 pairs)"));
 }

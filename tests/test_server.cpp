@@ -564,6 +564,15 @@ TEST_CASE("ModelScope models: SiameseUIE extraction in both shapes", "[server][m
   REQUIRE(empty_text);
   CHECK(empty_text->status == 400);
   CHECK(json::parse(empty_text->body)["error"]["input_index"] == 1);
+  // the schema's key order costs a second parse of the body: a body with too many object keys
+  // is refused before it
+  json many_keys = json::object();
+  for (int i = 0; i < 2000; ++i) many_keys[std::to_string(i)] = nullptr;
+  const auto huge = server.post(
+      "/v1/extract", json{{"model", "siamese"}, {"input", "张三"}, {"schema", many_keys}});
+  REQUIRE(huge);
+  CHECK(huge->status == 413);
+  CHECK_THAT(huge->body, Catch::Contains("object keys"));
   const json openapi = body_of(server.get("/openapi.json"));
   CHECK(openapi["components"]["schemas"]["ExtractRequest"]["properties"]["format"]["enum"] ==
         json{"uie", "modelscope"});

@@ -69,8 +69,20 @@ class RequestBody {
   }
 
   const json& raw() const { return json_; }
-  // A field with its objects' keys in the order the client wrote them (raw() sorts them).
-  nlohmann::ordered_json ordered(const std::string& key) const {
+  // A field with its objects' keys in the order the client wrote them (raw() sorts them). The
+  // body is parsed again for it, which costs time quadratic in an object's key count (ordered
+  // objects insert by linear search): a body with more than max_keys object keys is refused first.
+  nlohmann::ordered_json ordered(const std::string& key, size_t max_keys) const {
+    size_t keys = 0;
+    const auto count = [&](const auto& self, const json& j) -> void {
+      if (j.is_object()) keys += j.size();
+      if (j.is_structured())
+        for (const auto& child : j) self(self, child);
+    };
+    count(count, json_);
+    if (keys > max_keys)
+      throw too_large("the body has " + std::to_string(keys) + " object keys, the limit is " +
+                      std::to_string(max_keys));
     return nlohmann::ordered_json::parse(body_)[key];
   }
   bool has(const std::string& key) const { return json_.contains(key) && !json_[key].is_null(); }

@@ -44,7 +44,9 @@ inline std::vector<std::string> tasks_of(const Model& model) {
     case Architecture::siamese_uie:
       return {"extract"};
     case Architecture::sequence_classification:
-      if (find_entailment_index(model.config().labels) >= 0) return {"classify"};
+      // ModelScope's zero-shot checkpoints fix the entailment logit whatever their labels say
+      if (model.config().modelscope_nli || find_entailment_index(model.config().labels) >= 0)
+        return {"classify"};
       return {};
   }
   return {};
@@ -159,7 +161,7 @@ class Service {
     limits.max_nodes = options_.limits.max_schema_names;
     const Schema schema = run_task([&] {
       try {
-        return parse_schema(request.ordered("schema"), limits);
+        return parse_schema(request.ordered("schema", 4 * limits.max_nodes), limits);
       } catch (const SchemaTooLarge& e) {
         throw too_large(e.what());
       }

@@ -57,10 +57,9 @@ struct ForwardRequest {
   std::vector<int64_t> rows;      // mlm_logits: packed token rows (of this batch) to score
   bool record_attention = false;  // also return the last layer's attention probabilities
   // siamese_logits: `batch` holds the hints; text_states the windows' siamese_text_states result,
-  // packed by text_cu_seqlens; hint_window[h] the window that hint sequence h is paired with.
+  // packed by text_cu_seqlens. Every hint is paired with every window, hint-major.
   std::vector<float> text_states;
   std::vector<int32_t> text_cu_seqlens;
-  std::vector<int32_t> hint_window;
 };
 
 struct ForwardResult {
@@ -76,8 +75,8 @@ struct ForwardResult {
 // Whether a model of this architecture has the head a request asks for.
 inline bool has_head(const ModelConfig& config, HeadKind kind) {
   switch (kind) {
-    case HeadKind::pooled:
-      return true;
+    case HeadKind::pooled:  // not SiameseUIE's: its layers mean something only as its two passes
+      return config.architecture != Architecture::siamese_uie;
     case HeadKind::classifier_logits:
       return config.architecture == Architecture::sequence_classification;
     case HeadKind::mlm_logits:
@@ -137,25 +136,22 @@ inline void validate_request(const ForwardRequest& request, const ModelConfig& c
     const std::vector<int32_t>& cu = request.text_cu_seqlens;
     if (cu.size() < 2 || cu.front() != 0) throw Error("siamese_logits: no text windows");
     for (size_t w = 1; w < cu.size(); ++w)
-      if (cu[w] <= cu[w - 1])
-        throw Error("siamese_logits: text window " + std::to_string(w - 1) + " is empty");
+      if (cu[w] <= cu[w - 1] || cu[w] - cu[w - 1] > config.max_position_embeddings)
+        throw Error("siamese_logits: text window " + std::to_string(w - 1) + " has " +
+                    std::to_string(cu[w] - cu[w - 1]) + " tokens (expected 1.." +
+                    std::to_string(config.max_position_embeddings) + ")");
     if (request.text_states.size() !=
         static_cast<size_t>(cu.back()) * static_cast<size_t>(config.hidden_size))
       throw Error("siamese_logits: " + std::to_string(request.text_states.size()) +
                   " text state values for " + std::to_string(cu.back()) + " tokens of " +
                   std::to_string(config.hidden_size));
-    if (request.hint_window.size() != static_cast<size_t>(batch.num_sequences()))
-      throw Error("siamese_logits: " + std::to_string(request.hint_window.size()) +
-                  " windows for " + std::to_string(batch.num_sequences()) + " hints");
-    for (int32_t w : request.hint_window)
-      if (w < 0 || static_cast<size_t>(w) + 1 >= cu.size())
-        throw Error("siamese_logits: window " + std::to_string(w) + " is outside 0.." +
-                    std::to_string(cu.size() - 2));
-  } else if (!request.text_states.empty() || !request.text_cu_seqlens.empty() ||
-             !request.hint_window.empty()) {
+  } else if (!request.text_states.empty() || !request.text_cu_seqlens.empty()) {
     throw Error(std::string("text states are for the siamese_logits head, not ") +
                 head_kind_name(request.head.kind));
   }
+  if (request.record_attention && (request.head.kind == HeadKind::siamese_text_states ||
+                                   request.head.kind == HeadKind::siamese_logits))
+    throw Error("attention is not recorded for SiameseUIE's passes");
   if (!request.rows.empty() && request.head.kind != HeadKind::mlm_logits)
     throw Error(std::string("rows are for the mlm_logits head, not ") +
                 head_kind_name(request.head.kind));

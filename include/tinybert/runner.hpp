@@ -25,6 +25,18 @@ class Runner {
   virtual std::string backend_name() const = 0;
 };
 
+// The packing of a siamese_logits request's cross-layer pass: [window ; hint] for every hint and
+// window, hint-major. (CudaRunner, which sizes its workspace ahead, asks for it too.)
+inline Batch siamese_pairs(const ForwardRequest& request) {
+  Batch pairs;
+  const std::vector<int32_t>& windows = request.text_cu_seqlens;
+  for (int64_t h = 0; h < request.batch.num_sequences(); ++h)
+    for (size_t w = 0; w + 1 < windows.size(); ++w)
+      pairs.add(std::vector<int32_t>(
+          static_cast<size_t>(windows[w + 1] - windows[w] + request.batch.seq_len(h)), 0));
+  return pairs;
+}
+
 // SiameseUIE's split forward pass (ModelScope's fast_inference), on the same encoder and
 // primitives: the shared layers over each text window alone (once per text, by the caller's
 // first request) and over each hint alone; then the cross layers over [window ; hint] with full
@@ -46,21 +58,21 @@ ForwardResult run_siamese(const Encoder<Backend>& encoder, Heads<Backend>& heads
   const std::vector<float> hint_states = backend.to_host(ws.hidden);
   const Batch& hints = request.batch;
   const std::vector<int32_t>& windows = request.text_cu_seqlens;
-  Batch pairs;  // packing only: the cross layers start from states, not ids
+  const Batch pairs = siamese_pairs(request);  // packing only: the cross layers start from states
   std::vector<float> pair_states;
+  pair_states.reserve(static_cast<size_t>(pairs.num_tokens() * hidden));
   std::vector<int64_t> text_rows;  // the window's rows of every pair, where the heads read
   const auto append_rows = [&](const std::vector<float>& from, int64_t begin, int64_t end) {
     pair_states.insert(pair_states.end(), from.begin() + begin * hidden,
                        from.begin() + end * hidden);
   };
-  for (int64_t h = 0; h < hints.num_sequences(); ++h) {
-    const size_t w = static_cast<size_t>(request.hint_window[static_cast<size_t>(h)]);
-    const int64_t window_len = windows[w + 1] - windows[w];
-    for (int64_t t = 0; t < window_len; ++t) text_rows.push_back(pairs.num_tokens() + t);
-    append_rows(request.text_states, windows[w], windows[w + 1]);
-    append_rows(hint_states, hints.seq_begin(h), hints.seq_begin(h) + hints.seq_len(h));
-    pairs.add(std::vector<int32_t>(static_cast<size_t>(window_len + hints.seq_len(h)), 0));
-  }
+  for (int64_t h = 0; h < hints.num_sequences(); ++h)
+    for (size_t w = 0; w + 1 < windows.size(); ++w) {
+      const auto first_row = static_cast<int64_t>(pair_states.size()) / hidden;
+      for (int64_t t = 0; t < windows[w + 1] - windows[w]; ++t) text_rows.push_back(first_row + t);
+      append_rows(request.text_states, windows[w], windows[w + 1]);
+      append_rows(hint_states, hints.seq_begin(h), hints.seq_begin(h) + hints.seq_len(h));
+    }
   backend.from_host(pair_states, pairs.num_tokens(), hidden, ws.hidden);
   encoder.run_layers(pairs, ws, shared, config.num_layers);
   auto logits = heads.siamese_logits(ws.hidden, text_rows);

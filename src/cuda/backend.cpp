@@ -178,10 +178,12 @@ CudaBackend::Matrix& CudaBackend::Matrix::operator=(Matrix&& other) noexcept {
     cols_ = other.cols_;
     element_ = other.element_;
     owns_ = other.owns_;
+    lent_ = other.lent_;
     counter_ = std::move(other.counter_);
     other.data_ = nullptr;
     other.capacity_ = other.rows_ = other.cols_ = 0;
     other.owns_ = true;
+    other.lent_ = false;
   }
   return *this;
 }
@@ -479,11 +481,14 @@ CudaBackend::Embeddings CudaBackend::prepare(const EmbeddingWeights& w, float ep
 
 // ---- storage --------------------------------------------------------------------------------
 
-void CudaBackend::resize(Matrix& m, int64_t rows, int64_t cols, Element element) {
+void CudaBackend::resize(Matrix& m, int64_t rows, int64_t cols, Element element, bool reserving) {
   if (rows < 0 || cols < 0) throw Error("CUDA matrix: negative shape " + shape(rows, cols));
   const int64_t bytes = rows * cols * element_size(element);
   if (bytes > m.capacity_) {
     Impl& s = *impl_;
+    if (m.lent_ && !reserving)
+      throw CudaError("CUDA: a workspace matrix whose storage is shared would grow in an op (" +
+                      shape(rows, cols) + "); the runner must reserve the workspace first");
     if (s.capturing()) throw CudaError("CUDA: a matrix would grow during graph capture");
     m.release();
     m.data_ = device_allocate(*s.counter, Pool::activations, bytes, s.options.poison_allocations,
@@ -499,7 +504,7 @@ void CudaBackend::resize(Matrix& m, int64_t rows, int64_t cols, Element element)
 void CudaBackend::reserve(Matrix& m, int64_t rows, int64_t cols) {
   const int64_t old_rows = m.rows_, old_cols = m.cols_;
   const Element old_element = m.element_;
-  resize(m, rows, cols, impl_->activation);
+  resize(m, rows, cols, impl_->activation, /*reserving=*/true);
   m.rows_ = old_rows;
   m.cols_ = old_cols;
   m.element_ = old_element;
@@ -518,8 +523,9 @@ void CudaBackend::reserve_batch(int64_t max_tokens, int64_t max_sequences, int64
   }
 }
 
-void CudaBackend::share_storage(Matrix& view, const Matrix& owner) {
+void CudaBackend::share_storage(Matrix& view, Matrix& owner) {
   if (&view == &owner) return;
+  owner.lent_ = true;
   view.release();
   view.data_ = owner.data_;
   view.capacity_ = owner.capacity_;

@@ -150,6 +150,15 @@ struct CudaRunner::Impl {
   }
 
   ForwardResult run(const ForwardRequest& request) {
+    // SiameseUIE's passes run the encoder's layers outside forward(): the workspace must be
+    // sized for their batches first, or a buffer that owns shared storage would grow alone and
+    // leave its views pointing at freed memory.
+    if (request.head.kind == HeadKind::siamese_text_states ||
+        request.head.kind == HeadKind::siamese_logits) {
+      validate_request(request, model.config());
+      ensure_workspace(request.batch);
+      if (request.head.kind == HeadKind::siamese_logits) ensure_workspace(siamese_pairs(request));
+    }
     return run_request(encoder, heads, ws, request,
                        [this](const Batch& batch, Workspace<CudaBackend>&) { forward(batch); });
   }

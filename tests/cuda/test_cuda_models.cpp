@@ -67,8 +67,7 @@ TEST_CASE("CUDA encoder on the tiny models matches the fp32 reference", "[cuda][
       // the generic runner over the backend, as the CPU backends are used
       DirectRunner<CudaBackend> direct(*c.model, gpu);
       const auto pooled =
-          direct.run({c.batch, {HeadKind::pooled, Pooling::cls, false}, {}, false, {}, {}, {}})
-              .values;
+          direct.run({c.batch, {HeadKind::pooled, Pooling::cls, false}, {}, false, {}, {}}).values;
       CHECK(
           test::worst_row_cosine(
               pooled,
@@ -104,22 +103,21 @@ TEST_CASE("CudaRunner heads match DirectRunner on the CPU reference", "[cuda][mo
       TinyCase c = tiny(name);
       const int64_t hidden = c.model->config().hidden_size;
       check_same(name,
-                 ForwardRequest{{}, {HeadKind::pooled, Pooling::cls, false}, {}, false, {}, {}, {}},
+                 ForwardRequest{{}, {HeadKind::pooled, Pooling::cls, false}, {}, false, {}, {}},
                  hidden);
       check_same(name,
-                 ForwardRequest{{}, {HeadKind::pooled, Pooling::mean, true}, {}, false, {}, {}, {}},
+                 ForwardRequest{{}, {HeadKind::pooled, Pooling::mean, true}, {}, false, {}, {}},
                  hidden);
     }
-    check_same("tiny-nli", ForwardRequest{{}, {HeadKind::classifier_logits}, {}, false, {}, {}, {}},
-               3);
+    check_same("tiny-nli", ForwardRequest{{}, {HeadKind::classifier_logits}, {}, false, {}, {}}, 3);
     {
       TinyCase c = tiny("tiny-mlm");
       std::vector<int64_t> rows(static_cast<size_t>(c.batch.num_tokens()));
       std::iota(rows.begin(), rows.end(), 0);
-      check_same("tiny-mlm", ForwardRequest{{}, {HeadKind::mlm_logits}, rows, true, {}, {}, {}},
+      check_same("tiny-mlm", ForwardRequest{{}, {HeadKind::mlm_logits}, rows, true, {}, {}},
                  c.model->config().vocab_size);
     }
-    check_same("tiny-uie", ForwardRequest{{}, {HeadKind::uie_spans}, {}, false, {}, {}, {}}, 1);
+    check_same("tiny-uie", ForwardRequest{{}, {HeadKind::uie_spans}, {}, false, {}, {}}, 1);
   }
 }
 

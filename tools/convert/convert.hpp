@@ -179,7 +179,7 @@ using MappedTensors = std::map<std::string, std::pair<const SourceTensor*, Mappe
 
 // The MLM output bias when a file has two: ModelScope's SbertForMaskedLM uses
 // cls.predictions.decoder.bias and ignores HF's cls.predictions.bias; HF files store them equal.
-inline void resolve_mlm_bias(MappedTensors& mapped, ConvertReport& report) {
+inline void resolve_mlm_bias(MappedTensors& mapped, ConvertReport& report, bool modelscope) {
   auto hf = mapped.find("mlm.decoder.bias#hf");
   if (hf == mapped.end()) return;
   if (mapped.count("mlm.decoder.bias")) {
@@ -189,6 +189,10 @@ inline void resolve_mlm_bias(MappedTensors& mapped, ConvertReport& report) {
     auto entry = hf->second;
     entry.second.target = "mlm.decoder.bias";
     mapped.emplace("mlm.decoder.bias", entry);
+    if (modelscope)  // tools/modelscope/NOTES.md: SbertForMaskedLM does not load that key
+      report.notes.push_back("used " + entry.first->name +
+                             " as the decoder bias; ModelScope's SbertForMaskedLM would ignore it "
+                             "and run with a zero bias");
   }
   mapped.erase(hf);
 }
@@ -215,7 +219,9 @@ inline std::pair<int64_t, int64_t> number_cross_layers(MappedTensors& mapped) {
         "layers." + std::to_string(shared + std::stoll(key.substr(13, dot - 13)));
     auto moved = entry;
     moved.second.target = layer + moved.second.target.substr(moved.second.target.find('.', 13));
-    renamed.emplace(layer + key.substr(dot), moved);
+    if (!renamed.emplace(layer + key.substr(dot), moved).second)  // e.g. layer.01 beside layer.1
+      throw Error("two source tensors map to '" + moved.second.target + "' (second: '" +
+                  moved.first->name + "')");
   }
   mapped = std::move(renamed);
   return {shared, cross};
@@ -269,7 +275,7 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder,
                 (unknown.size() > 5 ? ", ..." : ""));
   }
   const auto has = [&](const std::string& n) { return mapped.count(n) > 0; };
-  resolve_mlm_bias(mapped, report);
+  resolve_mlm_bias(mapped, report, modelscope.has_value());
   const auto [shared_layers, cross_layers] = number_cross_layers(mapped);
 
   // 2. architecture and config: what the user says, else ModelScope's task, else config.json's
@@ -389,10 +395,15 @@ inline ConvertReport convert_folder(const std::filesystem::path& folder,
   // 5. tokenizer
   nlohmann::json tokenizer_json =
       tokenizer_settings_from_hf(tokenizer_config, config.max_position_embeddings);
-  if (modelscope && modelscope->max_length && *modelscope->max_length > 0 &&
-      *modelscope->max_length < config.max_position_embeddings)
+  if (modelscope && modelscope->zero_shot) {
+    // ModelScope's zero-shot preprocessor: its configuration's max_length, else 512; the
+    // tokenizer_config's model_max_length is not read (tools/modelscope/NOTES.md)
     tokenizer_json["model_max_length"] =
-        *modelscope->max_length;  // ModelScope's preprocessor limit
+        std::min(modelscope->max_length.value_or(512), config.max_position_embeddings);
+  } else if (modelscope && modelscope->max_length && *modelscope->max_length > 0 &&
+             *modelscope->max_length < config.max_position_embeddings) {
+    tokenizer_json["model_max_length"] = *modelscope->max_length;  // its preprocessor's limit
+  }
   Tokenizer::from_vocab_text(
       vocab, tokenizer_options_from_json(tokenizer_json));  // a bad vocab fails here
   writer.add("tokenizer.vocab", DType::u8, {static_cast<int64_t>(vocab.size())},

@@ -69,11 +69,11 @@ inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path
   info.task = c.value("task", std::string());
   if (c.contains("model") && c["model"].is_object()) {
     const nlohmann::json& m = c["model"];
-    // as ModelScope's get_model_type: backbone.type, else model_type, else type
+    // as ModelScope's get_model_type: backbone.type, else type, else model_type
     if (m.contains("backbone") && m["backbone"].is_object() && m["backbone"].contains("type"))
       info.model_type = m["backbone"].value("type", std::string());
     else
-      info.model_type = m.value("model_type", m.value("type", std::string()));
+      info.model_type = m.value("type", m.value("model_type", std::string()));
   }
   if (c.contains("preprocessor") && c["preprocessor"].is_object() &&
       c["preprocessor"].contains("max_length") &&

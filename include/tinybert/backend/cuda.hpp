@@ -110,7 +110,8 @@ class CudaBackend {
     int64_t capacity_ = 0;
     int64_t rows_ = 0, cols_ = 0;
     Element element_ = Element::f16;
-    bool owns_ = true;  // false: a view of another matrix's storage (share_storage)
+    bool owns_ = true;   // false: a view of another matrix's storage (share_storage)
+    bool lent_ = false;  // other matrices view this one's storage: it must not grow in an op
     std::shared_ptr<CudaMemoryCounter> counter_;
   };
 
@@ -180,7 +181,7 @@ class CudaBackend {
   // `view` uses `owner`'s storage from now on (two workspace matrices that are never live at the
   // same time). The owner must outlive the view and must not grow while the view is in use; a
   // view that has to grow gets storage of its own.
-  void share_storage(Matrix& view, const Matrix& owner);
+  void share_storage(Matrix& view, Matrix& owner);
   void poison(Matrix& m);  // 0xFF bytes over the whole capacity (NaN)
   void synchronize();
   CudaMemoryReport memory_report() const;
@@ -194,7 +195,9 @@ class CudaBackend {
 
  private:
   struct Impl;
-  void resize(Matrix& m, int64_t rows, int64_t cols, Element element);
+  // `reserving`: an explicit reserve(), after which the caller re-points the views of a lent
+  // matrix; an op's growth of a lent matrix would leave them on freed memory and throws instead.
+  void resize(Matrix& m, int64_t rows, int64_t cols, Element element, bool reserving = false);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -163,7 +163,7 @@ class MergedPass {
 };
 
 // Whether passes with this head may share a forward pass with others. SiameseUIE's passes carry
-// text states beside their batch; they run alone (one request's hints are one pass already).
+// text states beside their batch (which MergedPass does not split); they run alone.
 inline bool mergeable(HeadKind kind) {
   return kind != HeadKind::siamese_text_states && kind != HeadKind::siamese_logits;
 }

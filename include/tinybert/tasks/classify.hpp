@@ -177,24 +177,32 @@ inline std::vector<float> embedding_scores(std::span<const float> cosines, bool 
 }
 
 // A label list written as one string, as ModelScope's pipeline takes it (and the CLI's --labels):
-// "，" counts as ",", items are stripped of spaces, empty items dropped.
+// "，" counts as ",", items are stripped of white space, empty items dropped. (ModelScope keeps
+// duplicate labels; classify() refuses them.)
 inline std::vector<std::string> parse_label_list(std::string_view list) {
   constexpr std::string_view kFullWidthComma = "，";
-  std::string text;
-  for (size_t i = 0; i < list.size();) {
-    const bool full_width = list.substr(i, kFullWidthComma.size()) == kFullWidthComma;
-    text += full_width ? ',' : list[i];
-    i += full_width ? kFullWidthComma.size() : 1;
-  }
   std::vector<std::string> labels;
-  size_t from = 0;
-  while (from <= text.size()) {
-    const size_t comma = std::min(text.find(',', from), text.size());
-    std::string item = text.substr(from, comma - from);
-    const size_t first = item.find_first_not_of(" \t\r\n"), last = item.find_last_not_of(" \t\r\n");
-    if (first != std::string::npos) labels.push_back(item.substr(first, last - first + 1));
-    from = comma + 1;
+  std::string item;
+  // Python's str.strip(): Unicode white space at both ends (U+3000 and U+00A0 included)
+  const auto flush = [&] {
+    const std::vector<char32_t> cps = detail::decode_utf8(item).code_points;
+    size_t first = 0, last = cps.size();
+    while (first < last && detail::is_whitespace(cps[first])) ++first;
+    while (last > first && detail::is_whitespace(cps[last - 1])) --last;
+    std::string stripped;
+    for (size_t c = first; c < last; ++c) detail::append_utf8(stripped, cps[c]);
+    if (!stripped.empty()) labels.push_back(std::move(stripped));
+    item.clear();
+  };
+  for (size_t i = 0; i < list.size();) {
+    if (list[i] == ',' || list.substr(i, kFullWidthComma.size()) == kFullWidthComma) {
+      i += list[i] == ',' ? 1 : kFullWidthComma.size();
+      flush();
+    } else {
+      item += list[i++];
+    }
   }
+  flush();
   return labels;
 }
 

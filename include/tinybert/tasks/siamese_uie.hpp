@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -32,7 +31,13 @@ struct SiameseOptions {
   int64_t max_hint_tokens = 128;
   float threshold = 0.5f;  // on raw logits, as ModelScope compares them
   size_t max_text_chars = 100000;
-  size_t max_hints = 4096;  // hints (prefixes x types) in one schema level
+  // Bounds on the work of one request, whatever the text, schema and threshold: (hint, window)
+  // pairs in one schema level (hints = prefixes x types), spans kept per hint (the first ones in
+  // text order), and tokens in one forward pass (a level's pairs are split into passes of at
+  // most this many tokens: a pass's workspace memory, and a deadline checked between passes).
+  size_t max_pairs = 4096;
+  size_t max_spans = 256;
+  int64_t max_pass_tokens = 16384;
   // false: the text's shared layers run again with every hint, one pass per hint, as ModelScope's
   // model does without fast_inference. Same answers, for measuring what the reuse saves.
   bool reuse_text_states = true;
@@ -51,7 +56,7 @@ inline std::vector<int64_t> window_starts(int64_t tokens, int64_t window, int64_
 }
 
 // ModelScope's window merge: every token starts unset (-1); a window writes its value where the
-// token is unset, else the mean of the two. At most two windows overlap (stride < window <=
+// token is unset, else the mean of the two. At most two windows overlap (stride <= window <=
 // 2 x stride), so this is the plain mean; the sentinel comparison is kept as the pipeline has it.
 inline void merge_window_logits(std::vector<double>& merged, const float* window, int64_t start,
                                 int64_t count) {
@@ -61,30 +66,30 @@ inline void merge_window_logits(std::vector<double>& merged, const float* window
   }
 }
 
-inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-
 // A span starts at every token whose head logit is above the threshold and ends at the first
 // token at or after it whose tail logit is; [CLS] and [SEP] take part (offsets (0,0)), as in
-// ModelScope. Sorted by (begin, end).
+// ModelScope. At most max_spans, the first starts in text order; sorted by (begin, end).
 inline std::vector<SiameseSpan> decode_pointer_spans(const std::vector<double>& head,
                                                      const std::vector<double>& tail,
                                                      const Encoding& text,
                                                      const std::vector<char32_t>& code_points,
-                                                     float threshold) {
+                                                     float threshold, size_t max_spans) {
+  const auto sigmoid = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+  // next_tail[t]: the first token at or after t whose tail logit is above the threshold (one
+  // backward sweep, so decoding stays linear in the text)
+  std::vector<size_t> next_tail(tail.size() + 1, tail.size());
+  for (size_t t = tail.size(); t-- > 0;) next_tail[t] = tail[t] > threshold ? t : next_tail[t + 1];
   std::vector<SiameseSpan> spans;
-  for (size_t start = 0; start < head.size(); ++start) {
-    if (!(head[start] > threshold)) continue;
-    for (size_t end = start; end < tail.size(); ++end) {
-      if (!(tail[end] > threshold)) continue;
-      SiameseSpan s;
-      s.begin = text.offsets[start].start;
-      s.end = text.offsets[end].end;
-      for (int64_t c = s.begin; c < s.end; ++c)
-        append_utf8(s.span, code_points[static_cast<size_t>(c)]);
-      s.probability = sigmoid(head[start]) * sigmoid(tail[end]);
-      spans.push_back(std::move(s));
-      break;
-    }
+  for (size_t start = 0; start < head.size() && spans.size() < max_spans; ++start) {
+    const size_t end = next_tail[start];
+    if (!(head[start] > threshold) || end == tail.size()) continue;
+    SiameseSpan s;
+    s.begin = text.offsets[start].start;
+    s.end = text.offsets[end].end;
+    for (int64_t c = s.begin; c < s.end; ++c)
+      append_utf8(s.span, code_points[static_cast<size_t>(c)]);
+    s.probability = sigmoid(head[start]) * sigmoid(tail[end]);
+    spans.push_back(std::move(s));
   }
   std::stable_sort(spans.begin(), spans.end(), [](const SiameseSpan& a, const SiameseSpan& b) {
     return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
@@ -123,17 +128,18 @@ class SiameseExtractor {
   // span).
   std::vector<std::vector<SiameseChain>> run(const std::vector<std::string>& texts,
                                              const Schema& schema) const {
-    std::vector<std::vector<SiameseChain>> out;
+    std::vector<TextWindows> windows;  // all texts checked before any model work
     for (size_t i = 0; i < texts.size(); ++i) {
       if (texts[i].empty()) throw InputError(i, std::nullopt, "empty text", InputError::Noun::text);
       try {
-        out.push_back(run_one(texts[i], schema));
-      } catch (const InputError&) {
-        throw;
+        windows.push_back(tokenize(texts[i]));
       } catch (const Error& e) {
         throw InputError(i, std::nullopt, e.what(), InputError::Noun::text);
       }
     }
+    // The model's errors pass as they are (a server's Overloaded / DeadlineExceeded among them).
+    std::vector<std::vector<SiameseChain>> out;
+    for (TextWindows& w : windows) out.push_back(run_one(w, schema));
     return out;
   }
 
@@ -156,8 +162,6 @@ class SiameseExtractor {
     }
     return root;
   }
-
-  const SiameseOptions& options() const { return options_; }
 
  private:
   // One get_prefix_infos call of ModelScope's: the types asked under one chain of spans.
@@ -185,7 +189,8 @@ class SiameseExtractor {
     return model;
   }
 
-  TextWindows encode_text(const std::string& text) const {
+  // The text's tokens and windows (no model work yet).
+  TextWindows tokenize(const std::string& text) const {
     TextWindows t;
     t.code_points = detail::decode_utf8(text).code_points;
     if (t.code_points.size() > options_.max_text_chars)
@@ -202,7 +207,6 @@ class SiameseExtractor {
       t.cu_seqlens.push_back(
           t.cu_seqlens.back() +
           static_cast<int32_t>(std::min(n, start + options_.window_tokens) - start));
-    if (options_.reuse_text_states) t.states = text_states(t);
     return t;
   }
 
@@ -217,34 +221,44 @@ class SiameseExtractor {
     return runner_.run(std::move(request)).values;
   }
 
-  // All calls of one schema level in one pass: every hint against every window.
+  // All calls of one schema level: every hint against every window, in as few passes as the
+  // token budget allows (one, usually).
   void run_level(std::vector<Call>& calls, const std::vector<size_t>& level,
                  const TextWindows& text) const {
     const Tokenizer& tokenizer = model_.tokenizer();
+    const size_t windows = text.starts.size();
     size_t hints = 0;
     for (size_t c : level) hints += calls[c].types->size();
-    if (hints > options_.max_hints)
-      throw Error("the schema needs " + std::to_string(hints) + " hints in one level (limit " +
-                  std::to_string(options_.max_hints) + ")");
-    std::vector<ForwardRequest> requests(options_.reuse_text_states ? 1 : hints);
-    size_t hint = 0;
+    if (hints * windows > options_.max_pairs)
+      throw Error("the schema needs " + std::to_string(hints) + " hints x " +
+                  std::to_string(windows) + " windows in one level (limit " +
+                  std::to_string(options_.max_pairs) + " pairs)");
+    // A pass's tokens: its hints once each (shared layers), then every (window, hint) pair.
+    const int64_t text_tokens = text.cu_seqlens.back();
+    std::vector<ForwardRequest> passes(1);
+    int64_t pass_tokens = 0;
     for (size_t c : level)
       for (const SchemaNode& type : *calls[c].types) {
-        const Encoding encoded = tokenizer.encode(detail::siamese_hint(calls[c].prefix, type.name),
-                                                  static_cast<size_t>(options_.max_hint_tokens));
-        const std::vector<int32_t> types(encoded.ids.size(), 1);
-        ForwardRequest& request = requests[options_.reuse_text_states ? 0 : hint++];
-        for (size_t w = 0; w < text.starts.size(); ++w) {
-          request.batch.add(encoded.ids, types, {}, static_cast<int32_t>(text.hint_position));
-          request.hint_window.push_back(static_cast<int32_t>(w));
+        const Encoding hint = tokenizer.encode(detail::siamese_hint(calls[c].prefix, type.name),
+                                               static_cast<size_t>(options_.max_hint_tokens));
+        const int64_t tokens = static_cast<int64_t>(hint.size() * (windows + 1)) + text_tokens;
+        const bool full =
+            passes.back().batch.num_sequences() > 0 &&
+            (!options_.reuse_text_states || pass_tokens + tokens > options_.max_pass_tokens);
+        if (full) {
+          passes.emplace_back();
+          pass_tokens = 0;
         }
+        passes.back().batch.add(hint.ids, std::vector<int32_t>(hint.size(), 1), {},
+                                static_cast<int32_t>(text.hint_position));
+        pass_tokens += tokens;
       }
-    ForwardResult logits;
-    for (ForwardRequest& request : requests) {
-      request.head.kind = HeadKind::siamese_logits;
-      request.text_states = options_.reuse_text_states ? text.states : text_states(text);
-      request.text_cu_seqlens = text.cu_seqlens;
-      const ForwardResult part = runner_.run(std::move(request));
+    ForwardResult logits;  // per (hint, window) pair, hint-major, as run_siamese returns them
+    for (ForwardRequest& pass : passes) {
+      pass.head.kind = HeadKind::siamese_logits;
+      pass.text_states = text.states.empty() ? text_states(text) : text.states;
+      pass.text_cu_seqlens = text.cu_seqlens;
+      const ForwardResult part = runner_.run(std::move(pass));
       logits.start.insert(logits.start.end(), part.start.begin(), part.start.end());
       logits.end.insert(logits.end.end(), part.end.begin(), part.end.end());
     }
@@ -261,15 +275,15 @@ class SiameseExtractor {
           offset += static_cast<size_t>(len);
         }
         std::vector<SiameseSpan> spans = detail::decode_pointer_spans(
-            head, tail, text.tokens, text.code_points, options_.threshold);
+            head, tail, text.tokens, text.code_points, options_.threshold, options_.max_spans);
         for (SiameseSpan& s : spans) s.type = (*call.types)[t].name;
         call.found.push_back(std::move(spans));
       }
     }
   }
 
-  std::vector<SiameseChain> run_one(const std::string& text, const Schema& schema) const {
-    const TextWindows windows = encode_text(text);
+  std::vector<SiameseChain> run_one(TextWindows& windows, const Schema& schema) const {
+    if (options_.reuse_text_states) windows.states = text_states(windows);
     std::vector<Call> calls(1);
     calls[0].types = &schema.roots;
     std::vector<size_t> level{0};
