@@ -341,6 +341,27 @@ TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores",
       }
     }
   }
+  // A request larger than max_pass_tokens runs in several passes with the same scores.
+  {
+    CpuRefBackend backend;
+    DirectRunner<CpuRefBackend> direct(*model, backend);
+    CountingRunner counting(direct);
+    ZeroShotClassifier classifier(counting);
+    const std::vector<std::string> labels = {"家居", "旅游", "科技", "军事", "游戏", "故事"};
+    ClassifyOptions one_pass, small_passes;
+    small_passes.max_pass_tokens = 40;
+    const auto whole =
+        classifier.classify({"世界那么大，我想去看看", "今天的比赛"}, labels, one_pass);
+    CHECK(counting.passes[HeadKind::classifier_logits] == 1);
+    const auto split =
+        classifier.classify({"世界那么大，我想去看看", "今天的比赛"}, labels, small_passes);
+    CHECK(counting.passes[HeadKind::classifier_logits] > 2);
+    for (size_t t = 0; t < 2; ++t)
+      for (size_t l = 0; l < labels.size(); ++l) {
+        CHECK(split[t].labels[l].label == whole[t].labels[l].label);
+        CHECK(split[t].labels[l].score == Approx(whole[t].labels[l].score).margin(1e-6));
+      }
+  }
   CHECK(parse_label_list("文化， 体育，军事,科技,,汽车 ") ==
         std::vector<std::string>{"文化", "体育", "军事", "科技", "汽车"});
   CHECK(parse_label_list(" , ，").empty());

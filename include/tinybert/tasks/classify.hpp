@@ -71,6 +71,9 @@ struct ClassifyOptions {
   // kDefaultNliThreshold.
   std::optional<float> threshold;
   size_t max_labels = 128;  // a request makes texts x labels sequences in NLI mode
+  // NLI mode: the (text, label) pairs run as one packed batch, split into passes of at most this
+  // many tokens only when larger (memory per pass, and a server's deadline checked between them).
+  int64_t max_pass_tokens = 16384;
   // Embedding mode: a template ensemble, used instead of label_template when not empty (set one
   // or the other). A label's embedding is the mean of its templated texts' unit vectors.
   std::vector<std::string> label_templates;
@@ -469,8 +472,7 @@ class ZeroShotClassifier {
     std::vector<std::string> hypotheses;
     for (const auto& label : labels)
       hypotheses.push_back(apply_label_template(label_template, label));
-    ForwardRequest request;
-    request.head.kind = HeadKind::classifier_logits;
+    std::vector<ForwardRequest> passes(1);
     for (const auto& text : texts) {
       for (const auto& hypothesis : hypotheses) {
         // HF truncates only the text: the hypothesis carries the label. ModelScope asks for that
@@ -480,10 +482,19 @@ class ZeroShotClassifier {
             tokenizer.encode_pair(text, hypothesis, max_length,
                                   mode_ == ClassifyMode::modelscope_nli ? Truncation::longest_first
                                                                         : Truncation::only_first);
-        request.batch.add(e.ids, e.type_ids);
+        if (passes.back().batch.num_sequences() > 0 &&
+            passes.back().batch.num_tokens() + static_cast<int64_t>(e.size()) >
+                options.max_pass_tokens)
+          passes.emplace_back();
+        passes.back().batch.add(e.ids, e.type_ids);
       }
     }
-    const std::vector<float> logits = runner_.run(std::move(request)).values;
+    std::vector<float> logits;  // [texts x labels, classes], pairs in order
+    for (ForwardRequest& pass : passes) {
+      pass.head.kind = HeadKind::classifier_logits;
+      const std::vector<float> part = runner_.run(std::move(pass)).values;
+      logits.insert(logits.end(), part.begin(), part.end());
+    }
     const int64_t num_classes = model_.config().num_labels();
     const auto num_labels = static_cast<int64_t>(labels.size());
     const float threshold = options.threshold.value_or(kDefaultNliThreshold);
