@@ -574,19 +574,7 @@ std::vector<const void*> CudaBackend::internal_buffers() const {
 void CudaBackend::embed(const Embeddings& e, const Batch& batch, Matrix& out) {
   Impl& s = *impl_;
   s.enter();
-  const auto check = [](const std::vector<int32_t>& ids, int64_t rows, const char* what) {
-    for (size_t t = 0; t < ids.size(); ++t)
-      if (ids[t] < 0 || ids[t] >= rows)
-        throw Error(std::string("batch: ") + what + " " + std::to_string(ids[t]) + " at token " +
-                    std::to_string(t) + " is outside 0.." + std::to_string(rows - 1));
-  };
-  if (batch.input_ids.empty() || batch.num_sequences() == 0) throw Error("batch: no tokens");
-  check(batch.input_ids, e.word_rows, "token id");
-  check(batch.token_type_ids, e.token_type_rows, "token type id");
-  if (e.task_type) check(batch.task_type_ids, e.task_type_rows, "task type id");
-  if (batch.max_seq_len() > e.position_rows)
-    throw Error("batch: a sequence of " + std::to_string(batch.max_seq_len()) +
-                " tokens, the model takes at most " + std::to_string(e.position_rows));
+  // ids, positions and packing passed validate_request() (request.hpp) before any backend
   s.upload_batch(batch);
   resize(out, batch.num_tokens(), e.hidden, s.activation);
   check_cuda(kernels::embed_layernorm(s.kernel_element(), s.view, e.word, e.position, e.token_type,
