@@ -1333,7 +1333,7 @@ TEST_CASE("backend_ops on CUDA: linear kinds and input checks", "[ops][cuda]") {
     CudaBackend::Matrix in, out;
     gpu.from_host(random_normal(7 * 200, rng), 7, 200, in);
     gpu.linear(small, in, out, Activation::none);
-    CHECK(out.element() == CudaBackend::Element::f32);  // heads read fp32 logits
+    CHECK(out.element() == DType::f32);  // heads read fp32 logits
 
     const std::vector<int64_t> bad_row = {7};  // `in` has rows 0..6
     CHECK_THROWS_AS(gpu.gather_rows(in, bad_row, out), Error);

@@ -130,9 +130,7 @@ class PinnedBuffer {
   int64_t bytes_ = 0;
 };
 
-int64_t element_size(CudaBackend::Element element) {
-  return element == CudaBackend::Element::f32 ? 4 : 2;
-}
+int64_t element_size(DType element) { return element == DType::f32 ? 4 : 2; }
 
 kernels::Act act_of(Activation act) {
   switch (act) {
@@ -205,7 +203,7 @@ void CudaBackend::Matrix::release() noexcept {
 
 struct CudaBackend::Impl {
   CudaOptions options;
-  Element activation = Element::f16;
+  DType activation = DType::f16;
   std::string device_name;
   cudaStream_t stream = nullptr;
   std::shared_ptr<CudaMemoryCounter> counter = std::make_shared<CudaMemoryCounter>();
@@ -241,11 +239,9 @@ struct CudaBackend::Impl {
   }
 
   kernels::Element kernel_element() const {
-    return activation == Element::bf16 ? kernels::Element::bf16 : kernels::Element::f16;
+    return activation == DType::bf16 ? kernels::Element::bf16 : kernels::Element::f16;
   }
-  cudaDataType_t cuda_type() const {
-    return activation == Element::bf16 ? CUDA_R_16BF : CUDA_R_16F;
-  }
+  cudaDataType_t cuda_type() const { return activation == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F; }
 
   // Ops may come from any thread: make our device the current one (a no-op when it is).
   void enter() const {
@@ -281,7 +277,7 @@ struct CudaBackend::Impl {
   }
   std::vector<uint16_t> to_16bit(const std::vector<float>& values) const {
     std::vector<uint16_t> out(values.size());
-    const bool bf16 = activation == Element::bf16;
+    const bool bf16 = activation == DType::bf16;
     for (size_t i = 0; i < values.size(); ++i)
       out[i] = bf16 ? f32_to_bf16(values[i]) : f32_to_f16(values[i]);
     return out;
@@ -366,7 +362,7 @@ CudaBackend::CudaBackend(CudaOptions options) : impl_(std::make_unique<Impl>()) 
   s.counter->limit = options.memory_limit_bytes;
   if (options.precision == Precision::f32)
     throw Error("the CUDA backend computes in f16, bf16 or int8, not f32 (f32 is a CPU precision)");
-  s.activation = options.precision == Precision::bf16 ? Element::bf16 : Element::f16;
+  s.activation = options.precision == Precision::bf16 ? DType::bf16 : DType::f16;
   if (auto reason = cuda_unavailable_reason(options.device)) throw CudaError(*reason);
   s.enter();
   cudaDeviceProp prop{};
@@ -386,7 +382,7 @@ CudaBackend::CudaBackend(CudaOptions options) : impl_(std::make_unique<Impl>()) 
 CudaBackend::~CudaBackend() = default;
 
 const CudaOptions& CudaBackend::options() const { return impl_->options; }
-CudaBackend::Element CudaBackend::activation_element() const { return impl_->activation; }
+DType CudaBackend::activation_element() const { return impl_->activation; }
 std::string CudaBackend::device_name() const { return impl_->device_name; }
 std::string CudaBackend::name() const {
   return std::string("cuda-") + precision_name(impl_->options.precision);
@@ -481,7 +477,7 @@ CudaBackend::Embeddings CudaBackend::prepare(const EmbeddingWeights& w, float ep
 
 // ---- storage --------------------------------------------------------------------------------
 
-void CudaBackend::resize(Matrix& m, int64_t rows, int64_t cols, Element element, bool reserving) {
+void CudaBackend::resize(Matrix& m, int64_t rows, int64_t cols, DType element, bool reserving) {
   if (rows < 0 || cols < 0) throw Error("CUDA matrix: negative shape " + shape(rows, cols));
   const int64_t bytes = rows * cols * element_size(element);
   if (bytes > m.capacity_) {
@@ -503,7 +499,7 @@ void CudaBackend::resize(Matrix& m, int64_t rows, int64_t cols, Element element,
 
 void CudaBackend::reserve(Matrix& m, int64_t rows, int64_t cols) {
   const int64_t old_rows = m.rows_, old_cols = m.cols_;
-  const Element old_element = m.element_;
+  const DType old_element = m.element_;
   resize(m, rows, cols, impl_->activation, /*reserving=*/true);
   m.rows_ = old_rows;
   m.cols_ = old_cols;
@@ -596,7 +592,7 @@ void CudaBackend::linear(const Linear& l, const Matrix& in, Matrix& out, Activat
   const kernels::Act kernel_act = act_of(act);
   switch (l.kind) {
     case Linear::Kind::small_f32:
-      resize(out, rows, l.out, Element::f32);
+      resize(out, rows, l.out, DType::f32);
       check_cuda(
           kernels::small_linear(s.kernel_element(), in.data_, static_cast<const float*>(l.weight),
                                 static_cast<const float*>(l.bias), static_cast<float*>(out.data_),
@@ -772,11 +768,11 @@ std::vector<float> CudaBackend::to_host(const Matrix& m) {
                              cudaMemcpyDeviceToHost, s.stream),
              "downloading a result");
   synchronize();
-  if (m.element() == Element::f32) {
+  if (m.element() == DType::f32) {
     std::memcpy(out.data(), s.download.data(), static_cast<size_t>(bytes));
   } else {
     const auto* half = static_cast<const uint16_t*>(s.download.data());
-    const bool bf16 = m.element() == Element::bf16;
+    const bool bf16 = m.element() == DType::bf16;
     for (int64_t i = 0; i < count; ++i)
       out[static_cast<size_t>(i)] = bf16 ? bf16_to_f32(half[i]) : f16_to_f32(half[i]);
   }

@@ -27,10 +27,10 @@ inline std::vector<float> random_normal(size_t n, std::mt19937& rng, float stdde
 }
 
 // The values as the device holds them in `element` (f16 or bf16; f32 unchanged).
-inline std::vector<float> rounded(std::vector<float> v, CudaBackend::Element element) {
+inline std::vector<float> rounded(std::vector<float> v, DType element) {
   for (auto& x : v) {
-    if (element == CudaBackend::Element::f16) x = f16_to_f32(f32_to_f16(x));
-    if (element == CudaBackend::Element::bf16) x = bf16_to_f32(f32_to_bf16(x));
+    if (element == DType::f16) x = f16_to_f32(f32_to_f16(x));
+    if (element == DType::bf16) x = bf16_to_f32(f32_to_bf16(x));
   }
   return v;
 }

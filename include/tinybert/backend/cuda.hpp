@@ -83,8 +83,6 @@ struct CudaMemoryCounter;  // src/cuda: the backend's byte counts, shared with i
 
 class CudaBackend {
  public:
-  enum class Element : uint8_t { f16, bf16, f32 };
-
   // Row-major activations in device memory. Storage only grows, so a workspace sized once does
   // no allocation on the hot path; contents are undefined after a growing resize. Move-only.
   class Matrix {
@@ -98,7 +96,7 @@ class CudaBackend {
 
     int64_t rows() const { return rows_; }
     int64_t cols() const { return cols_; }
-    Element element() const { return element_; }
+    DType element() const { return element_; }
     void* device_data() { return data_; }
     const void* device_data() const { return data_; }
     int64_t capacity_bytes() const { return capacity_; }
@@ -109,8 +107,8 @@ class CudaBackend {
     void* data_ = nullptr;
     int64_t capacity_ = 0;
     int64_t rows_ = 0, cols_ = 0;
-    Element element_ = Element::f16;
-    bool owns_ = true;   // false: a view of another matrix's storage (share_storage)
+    DType element_ = DType::f16;  // f16 or bf16 (activations), f32 (the small heads' output)
+    bool owns_ = true;            // false: a view of another matrix's storage (share_storage)
     bool lent_ = false;  // other matrices view this one's storage: it must not grow in an op
     std::shared_ptr<CudaMemoryCounter> counter_;
   };
@@ -150,7 +148,7 @@ class CudaBackend {
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   const CudaOptions& options() const;
-  Element activation_element() const;  // f16, or bf16 for Precision::bf16
+  DType activation_element() const;  // f16, or bf16 for Precision::bf16
   std::string device_name() const;
   std::string name() const;  // "cuda-f16", "cuda-bf16" or "cuda-int8"
 
@@ -197,7 +195,7 @@ class CudaBackend {
   struct Impl;
   // `reserving`: an explicit reserve(), after which the caller re-points the views of a lent
   // matrix; an op's growth of a lent matrix would leave them on freed memory and throws instead.
-  void resize(Matrix& m, int64_t rows, int64_t cols, Element element, bool reserving = false);
+  void resize(Matrix& m, int64_t rows, int64_t cols, DType element, bool reserving = false);
   std::unique_ptr<Impl> impl_;
 };
 
