@@ -26,14 +26,16 @@ namespace {
 
 // The service's request: a product review and its extraction schema (issue 12).
 constexpr const char* kSiameseText =
-    "华为Mate60 "
-    "Pro搭载自研麒麟9000S芯片，支持卫星通话功能，起售价6999元。用户普遍反馈信号强、拍照清晰，"
+    "华为Mate60 Pro搭载自研麒麟9000S芯片，"
+    "支持卫星通话功能，起售价6999元。"
+    "用户普遍反馈信号强、拍照清晰，"
     "但部分用户抱怨系统更新后电池续航下降明显。";
 constexpr const char* kSiameseSchema =
-    R"({"产品名称": null, "芯片型号": null, "功能": null, "价格": null, "属性词": {"情感词": null}})";
-// Random weights find no spans, so the second schema level would never run. The published model
-// finds the 属性词 of this review (信号, 拍照, 电池续航); the benchmark asks those three 情感词
-// hints as the pipeline would after finding them.
+    R"({"产品名称": null, "芯片型号": null, "功能": null, "价格": null,)"
+    R"( "属性词": {"情感词": null}})";
+// Random weights find no spans, so the second schema level would never run. The published
+// model finds the 属性词 of this review (信号, 拍照, 电池续航); the benchmark asks
+// those three 情感词 hints as the pipeline would after finding them.
 const std::vector<std::string> kSecondLevelSpans = {"信号", "拍照", "电池续航"};
 
 constexpr const char* kZeroShotText =
@@ -66,8 +68,10 @@ void bench_zero_shot(const std::string& path, const std::string& precision, int 
   const Model model(path);
   const auto runner = make_runner(model, precision);
   ZeroShotClassifier classifier(*runner);
-  for (const std::vector<std::string>& labels : std::vector<std::vector<std::string>>{
-           {"咨询", "投诉", "建议"}, {"咨询", "投诉", "建议", "表扬", "售后", "物流"}}) {
+  const std::vector<std::string> three = {"咨询", "投诉", "建议"};
+  const std::vector<std::string> six = {"咨询", "投诉", "建议",  //
+                                        "表扬", "售后", "物流"};
+  for (const std::vector<std::string>& labels : {three, six}) {
     ClassifyOptions options;
     options.label_template = "{}";  // ModelScope's default hypothesis: the bare label
     const double ms =
@@ -85,8 +89,9 @@ void bench_siamese(const std::string& path, const std::string& precision, int pa
   const Model model(path);
   const auto runner = make_runner(model, precision);
   const Schema schema = parse_schema(nlohmann::ordered_json::parse(kSiameseSchema));
-  // The second level the published model would run: one hint per 属性词 span, "属性词: 信号,
-  // 情感词: " (a root type named "属性词: 信号, 情感词" gives exactly that hint string).
+  // The second level the published model would run: one hint per 属性词 span,
+  // "属性词: 信号, 情感词: " (a root type named "属性词: 信号, 情感词"
+  // gives exactly that hint string).
   Schema second;
   for (const std::string& span : kSecondLevelSpans)
     second.roots.push_back({"属性词: " + span + ", 情感词", {}});

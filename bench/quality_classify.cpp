@@ -295,8 +295,9 @@ int main(int argc, char** argv) {
     const LabelSet tnews = tnews_labels(root / "fewclue_tnews", tnews_index);
     const std::vector<LabelSet> sentiment = {{"正面 / 负面", {"正面", "负面"}},
                                              {"好评 / 差评", {"好评", "差评"}}};
-    const std::vector<std::string> sentiment_templates = {"{}", "这是一条{}评价",
-                                                          "这条评论的情感是{}的", "总之，{}。"};
+    const std::vector<std::string> sentiment_templates = {"{}", "这是一条{}评价",  //
+                                                          "这条评论的情感是{}的",  //
+                                                          "总之，{}。"};
     std::vector<Job> jobs;
     jobs.push_back({load_tnews(root / "fewclue_tnews" / "dev_few_all.json", tnews_index),
                     load_tnews(root / "fewclue_tnews" / "test_public.json", tnews_index),

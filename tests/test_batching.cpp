@@ -17,7 +17,8 @@ namespace {
 // ask for attention.
 std::vector<ForwardRequest> requests_for(const Model& model, HeadKind kind) {
   std::vector<ForwardRequest> requests;
-  const std::vector<std::string> texts = {"天气", "水水水天", "天", "气水天气水天气", "水"};
+  const std::vector<std::string> texts = {"天气", "水水水天", "天",  //
+                                          "气水天气水天气", "水"};
   for (size_t i = 0; i < texts.size(); ++i) {
     ForwardRequest r;
     r.head.kind = kind;

@@ -105,7 +105,8 @@ TEST_CASE("label cache: LRU eviction order, counters, keys", "[classify][cache]"
 
 TEST_CASE("scoring: templates, softmax with temperature, multi-label threshold, HF NLI rules",
           "[classify]") {
-  CHECK(apply_label_template("这是一条关于{}的新闻", "体育") == "这是一条关于体育的新闻");
+  CHECK(apply_label_template("这是一条关于{}的新闻", "体育") ==  //
+        "这是一条关于体育的新闻");
   CHECK(apply_label_template("{}：{}", "好") == "好：好");
 
   const std::vector<float> cosines = {0.50f, 0.45f, 0.30f};
@@ -246,7 +247,8 @@ TEST_CASE("classify embedding mode on bge-small-zh: sports text, cache hits",
   ZeroShotClassifier classifier(runner, cache);
   REQUIRE(classifier.mode() == ClassifyMode::embedding);
   const std::vector<std::string> labels = {"体育", "财经", "科技", "娱乐"};
-  const std::vector<std::string> texts = {"今天的足球比赛非常精彩", "央行宣布下调存款准备金率"};
+  const std::vector<std::string> texts = {"今天的足球比赛非常精彩",  //
+                                          "央行宣布下调存款准备金率"};
 
   const auto first = classifier.classify(texts, labels);
   REQUIRE(first.size() == 2);

@@ -255,8 +255,8 @@ TEST_CASE("tinybert classify on a ModelScope zero-shot model: --labels split on 
   REQUIRE(run(kConvert + " " + (folder / "structbert-zero-shot").string() + " " + model.string())
               .exit_code == 0);
   const json golden = tinybert::test::read_json(folder / "structbert-zero-shot/golden.json");
-  const json& c =
-      golden["cases"][2];  // "文化， 体育，军事,科技,,汽车 " with the template 这篇文章的标题是{}
+  // "文化， 体育，军事,科技,,汽车 " with the template 这篇文章的标题是{}
+  const json& c = golden["cases"][2];
   const Run r = run(kCli + " classify --backend ref --model " + model.string() + " --labels " +
                     quote(c["candidate_labels"].get<std::string>()) + " --template " +
                     quote(c["hypothesis_template"].get<std::string>()) + " " +

@@ -52,8 +52,9 @@ TEST_CASE("schema: every PaddleNLP and SiameseUIE form parses to the same tree",
   CHECK(names(relation.roots[0].children) == std::vector<std::string>{"主办方", "承办方"});
   CHECK(relation.depth() == 2);
 
-  const Schema opinion =
-      parse_schema(json::parse(R"({"评价维度": ["观点词", "情感倾向[正向，负向]"]})"));
+  const std::string opinion_schema = R"({"评价维度": ["观点词", )"
+                                     R"("情感倾向[正向，负向]"]})";
+  const Schema opinion = parse_schema(json::parse(opinion_schema));
   CHECK(names(opinion.roots[0].children) ==
         std::vector<std::string>{"观点词", "情感倾向[正向，负向]"});
   CHECK(names(parse_schema(json::parse(R"({"地震触发词": "时间"})")).roots[0].children) ==
@@ -63,7 +64,8 @@ TEST_CASE("schema: every PaddleNLP and SiameseUIE form parses to the same tree",
   const Schema siamese =
       parse_schema(json::parse(R"({"产品名称": null, "属性词": {"情感词": null}})"));
   REQUIRE(siamese.roots.size() == 2);
-  const auto& attribute = siamese.roots[0].name == "属性词" ? siamese.roots[0] : siamese.roots[1];
+  const bool attribute_first = siamese.roots[0].name == "属性词";
+  const auto& attribute = attribute_first ? siamese.roots[0] : siamese.roots[1];
   CHECK(names(attribute.children) == std::vector<std::string>{"情感词"});
   CHECK(siamese.depth() == 2);
   // three levels are allowed
@@ -109,7 +111,8 @@ TEST_CASE("prompts: full-width normalisation, Chinese and English child prompts"
   CHECK(build_prompt("ＣＥＯ", nullptr, false) == "CEO");
   const std::string parent = "ＡＢＣ公司";
   CHECK(build_prompt("主办方", &parent, false) == "ABC公司的主办方");
-  CHECK(build_prompt("情感倾向[正向，负向]", &parent, false) == "ABC公司的情感倾向[正向,负向]");
+  CHECK(build_prompt("情感倾向[正向，负向]", &parent, false) ==  //
+        "ABC公司的情感倾向[正向,负向]");
   const std::string steve = "Steve";
   CHECK(build_prompt("Company", &steve, true) == "Company of Steve");
   CHECK(build_prompt("Sentiment classification [negative, positive]", &steve, true) ==
@@ -422,8 +425,8 @@ TEST_CASE("demo-uie: a relation schema runs both levels with child prompts", "[e
   DirectRunner runner(*demo.model, backend);
   const Extractor extractor(runner, demo_options());
   const std::string text = "张三在北京大学工作，他是一名教授。";
-  const auto results = extractor.run(
-      {text}, parse_schema(json::parse(R"([{"人名": ["职位", "情感倾向[正向，负向]"]}])")));
+  const std::string schema = R"([{"人名": ["职位", "情感倾向[正向，负向]"]}])";
+  const auto results = extractor.run({text}, parse_schema(json::parse(schema)));
   REQUIRE(results[0].count("人名"));
   const auto& people = results[0].at("人名");
   REQUIRE(people.size() == 1);
@@ -432,12 +435,14 @@ TEST_CASE("demo-uie: a relation schema runs both levels with child prompts", "[e
   if (people[0].relations.count("职位"))
     for (const auto& s : people[0].relations.at("职位"))
       CHECK(substr_chars(text, s.start, s.end) == s.text);
-  // a classification answer is a piece of its prompt "张三的情感倾向[正向,负向]" and has no offsets
+  // a classification answer is a piece of its prompt "张三的情感倾向[正向,负向]" and has
+  // no offsets
   if (people[0].relations.count("情感倾向[正向，负向]")) {
     const auto& answer = people[0].relations.at("情感倾向[正向，负向]");
     REQUIRE(answer.size() == 1);
     CHECK(answer[0].start == -1);
-    CHECK(std::string("张三的情感倾向[正向,负向]").find(answer[0].text) != std::string::npos);
+    const std::string prompt = "张三的情感倾向[正向,负向]";
+    CHECK(prompt.find(answer[0].text) != std::string::npos);
   }
   const json j = to_json(results[0]);
   CHECK(j["人名"][0]["text"] == "张三");

@@ -135,7 +135,8 @@ TEST_CASE("fill-mask top-k: ordered, probabilities sum to at most 1, spans of th
   }
   options.top_k = r.model->config().vocab_size;  // the whole vocabulary sums to 1
   double sum = 0;
-  const auto whole = r.run({"我爱北[MASK]。"}, options);  // keep it alive: the loop reads into it
+  // keep the result alive: the loop reads into it
+  const auto whole = r.run({"我爱北[MASK]。"}, options);
   for (const auto& c : whole[0].masks[0].candidates) sum += c.probability;
   CHECK(sum == Approx(1.0).epsilon(1e-5));
 }
@@ -269,8 +270,9 @@ TEST_CASE("demo-mlm joint filling of 中国的首都是[MASK][MASK]。", "[fill_
   FillMaskOptions options;
   options.top_k = 5;
   options.joint = true;
-  const auto result =
-      r.run({"中国的首都是[MASK][MASK]。", "床前明月光，疑是地[MASK]霜。"}, options);
+  const std::vector<std::string> texts = {"中国的首都是[MASK][MASK]。",
+                                          "床前明月光，疑是地[MASK]霜。"};
+  const auto result = r.run(texts, options);
   const auto& phrases = result[0].phrases;
   REQUIRE(phrases.size() == 5);
   bool beijing = false;

@@ -347,14 +347,14 @@ TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores",
     DirectRunner<CpuRefBackend> direct(*model, backend);
     CountingRunner counting(direct);
     ZeroShotClassifier classifier(counting);
-    const std::vector<std::string> labels = {"家居", "旅游", "科技", "军事", "游戏", "故事"};
+    const std::vector<std::string> labels = {"家居", "旅游", "科技",  //
+                                             "军事", "游戏", "故事"};
+    const std::vector<std::string> texts = {"世界那么大，我想去看看", "今天的比赛"};
     ClassifyOptions one_pass, small_passes;
     small_passes.max_pass_tokens = 40;
-    const auto whole =
-        classifier.classify({"世界那么大，我想去看看", "今天的比赛"}, labels, one_pass);
+    const auto whole = classifier.classify(texts, labels, one_pass);
     CHECK(counting.passes[HeadKind::classifier_logits] == 1);
-    const auto split =
-        classifier.classify({"世界那么大，我想去看看", "今天的比赛"}, labels, small_passes);
+    const auto split = classifier.classify(texts, labels, small_passes);
     CHECK(counting.passes[HeadKind::classifier_logits] > 2);
     for (size_t t = 0; t < 2; ++t)
       for (size_t l = 0; l < labels.size(); ++l) {
@@ -365,7 +365,8 @@ TEST_CASE("ModelScope zero-shot: pairs, logits and the pipeline's scores",
   CHECK(parse_label_list("文化， 体育，军事,科技,,汽车 ") ==
         std::vector<std::string>{"文化", "体育", "军事", "科技", "汽车"});
   CHECK(parse_label_list(" , ，").empty());
-  CHECK(parse_label_list("体育，\u3000财经\u00a0") == std::vector<std::string>{"体育", "财经"});
+  const std::vector<std::string> two = {"体育", "财经"};
+  CHECK(parse_label_list("体育，\u3000财经\u00a0") == two);
 }
 
 TEST_CASE("SiameseUIE: a level's hint x window pairs are bounded",

@@ -220,7 +220,8 @@ TEST_CASE("safetensors: malformed headers are Errors", "[readers]") {
   bad(st_header({{"a", "F32", {3}, 0, 8}}), "expected 12 bytes");
   bad(st_header({{"a", "F32", {2}, 8, 0}}), "begin 8 > end 0");
   bad(st_header({{"a", "F32", {4}, 8, 24}}), "beyond the data area");
-  bad(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+  bad(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+      R"("a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
       "twice");
   bad(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", "non-negative");
   bad(R"({"a":{"dtype":"F32","shape":[2]}})", "data_offsets");

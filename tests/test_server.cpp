@@ -162,8 +162,10 @@ TEST_CASE("every endpoint answers on the tiny models", "[server]") {
   CHECK(mask["end"] == 7);
   CHECK(mask["attribution"].size() == 2);
 
-  const json extract = body_of(server.post(
-      "/v1/extract", json{{"input", {"天气水", "水"}}, {"schema", {"天", {{"水", {"气"}}}}}}));
+  const json schema = {"天", {{"水", {"气"}}}};
+  const json two_inputs = {"天气水", "水"};
+  const json extract =
+      body_of(server.post("/v1/extract", json{{"input", two_inputs}, {"schema", schema}}));
   CHECK(extract["model"] == "uie");
   CHECK(extract["results"].size() == 2);
 
@@ -254,13 +256,14 @@ TEST_CASE("malformed requests are 400s that say what and where", "[server][error
   CHECK(e["input_index"] == 0);
   CHECK(e["position"] == 2);
   // invalid schemas
-  e = error_of(server.post("/v1/extract", json{{"input", "天气"}, {"schema", {{"水", 3}}}}), 400);
+  const json bad_child = {{"水", 3}};
+  e = error_of(server.post("/v1/extract", json{{"input", "天气"}, {"schema", bad_child}}), 400);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("schema"));
   e = error_of(server.post("/v1/extract", json{{"input", "天气"}, {"schema", ""}}), 400);
   e = error_of(server.post("/v1/extract", json{{"input", "天气"}}), 400);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("missing field 'schema'"));
-  e = error_of(
-      server.post("/v1/extract", json{{"input", "天气"}, {"schema", "天"}, {"threshold", 1}}), 400);
+  const json threshold_one = {{"input", "天气"}, {"schema", "天"}, {"threshold", 1}};
+  e = error_of(server.post("/v1/extract", threshold_one), 400);
   // a model that does not serve the task
   e = error_of(server.post("/v1/fill-mask", json{{"model", "uie"}, {"input", "天[MASK]"}}), 400);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("does not serve fill-mask"));
@@ -277,8 +280,9 @@ TEST_CASE("classify with calibrate and a list of templates; content-free inputs 
   CHECK(plain["template"] == "是{}的");
   CHECK(plain["calibrate"] == false);
   CHECK_FALSE(plain["results"][0]["labels"][0].contains("content_free"));
+  const json two_templates = {"{}", "是{}的"};
   const json calibrated = body_of(
-      classify({{"labels", {"好", "北京"}}, {"template", {"{}", "是{}的"}}, {"calibrate", true}}));
+      classify({{"labels", {"好", "北京"}}, {"template", two_templates}, {"calibrate", true}}));
   CHECK(calibrated["template"] == json{"{}", "是{}的"});
   CHECK(calibrated["calibrate"] == true);
   const json& labels = calibrated["results"][0]["labels"];
@@ -344,9 +348,9 @@ TEST_CASE("over-limit requests are 413s, unknown things 404s, wrong methods 405s
   json e = error_of(server.post("/v1/embeddings", json{{"input", std::string(5000, 'a')}}), 413);
   e = error_of(server.post("/v1/embeddings", json{{"input", {"a", "b", "c", "d"}}}), 413);
   CHECK(e["type"] == "too_large");
-  e = error_of(server.post("/v1/embeddings",
-                           json{{"input", {"a", "天天天天天天天天天天天天天天天天天天天天天"}}}),
-               413);
+  std::string twenty_one;
+  for (int i = 0; i < 21; ++i) twenty_one += "天";
+  e = error_of(server.post("/v1/embeddings", json{{"input", {"a", twenty_one}}}), 413);
   CHECK(e["input_index"] == 1);
   e = error_of(server.post("/v1/classify", json{{"input", "a"}, {"labels", {"a", "b", "c"}}}), 413);
   e = error_of(
@@ -486,10 +490,10 @@ TEST_CASE("the real models answer as their references say", "[server][real]") {
   const ServerProcess server({"--model", "bge=" + real_model("bge-small-zh-v1.5"), "--model",
                               "mlm=" + real_model("demo-mlm"), "--model",
                               "uie=" + real_model("demo-uie")});
-  const json sentiment =
-      body_of(server.post("/v1/classify", json{{"input", "这家餐厅的菜非常好吃，服务也很周到"},
-                                               {"labels", {"正面", "负面"}},
-                                               {"template", "这是一条{}评论"}}));
+  const json review = {{"input", "这家餐厅的菜非常好吃，服务也很周到"},
+                       {"labels", {"正面", "负面"}},
+                       {"template", "这是一条{}评论"}};
+  const json sentiment = body_of(server.post("/v1/classify", review));
   CHECK(sentiment["results"][0]["labels"][0]["label"] == "正面");
 
   const json references = tinybert::test::read_json(tinybert::test::shared_dir() /
@@ -506,8 +510,9 @@ TEST_CASE("the real models answer as their references say", "[server][real]") {
   CHECK(span["probability"].get<double>() ==
         Approx(expected["probability"].get<double>()).margin(1e-3));
 
-  const json fill = body_of(
-      server.post("/v1/fill-mask", json{{"input", "北京是中国的首[MASK]。"}, {"attribution", 3}}));
+  const std::string capital = "北京是中国的首[MASK]。";
+  const json fill =
+      body_of(server.post("/v1/fill-mask", json{{"input", capital}, {"attribution", 3}}));
   CHECK(fill["results"][0]["masks"][0]["candidates"].size() == 5);
   CHECK(fill["results"][0]["masks"][0]["attribution"].size() == 3);
 }
@@ -526,7 +531,8 @@ TEST_CASE("ModelScope models: SiameseUIE extraction in both shapes", "[server][m
       {"--model", "siamese=" + convert("siamese-uie"), "--model", "uie=" + tiny_model("tiny-uie")});
   std::ifstream golden_file(folder / "siamese-uie/golden.json");
   const auto golden = nlohmann::ordered_json::parse(golden_file);
-  const auto& nested_case = golden["cases"][1];  // {"人物": {"比赛项目": null, "参赛地点": null}}
+  // {"人物": {"比赛项目": null, "参赛地点": null}}
+  const auto& nested_case = golden["cases"][1];
   // the schema as the client writes it, key order included
   const std::string body = "{\"model\": \"siamese\", \"input\": " + nested_case["text"].dump() +
                            ", \"schema\": " + nested_case["schema"].dump() +
@@ -541,7 +547,8 @@ TEST_CASE("ModelScope models: SiameseUIE extraction in both shapes", "[server][m
   const json nested = body_of(server.post("/v1/extract", request));
   CHECK(nested["format"] == "uie");
   const json& people = nested["results"][0]["人物"];
-  REQUIRE(people.size() == 2);  // the two 人物 spans of the golden chains, each with its relations
+  // the two 人物 spans of the golden chains, each with its relations
+  REQUIRE(people.size() == 2);
   CHECK(people[0]["text"] == "中，");
   CHECK(people[0]["start"] == 18);
   CHECK(people[0]["relations"]["比赛项目"].size() == 2);

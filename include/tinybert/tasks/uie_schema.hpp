@@ -123,7 +123,8 @@ struct SchemaParser {
 // Accepts every PaddleNLP Taskflow form and SiameseUIE's nested dicts:
 //   "人名"                                   one entity type
 //   ["人名", "地址"]                          entity types
-//   [{"竞赛名称": ["主办方", "承办方"]}]        relations / events / opinions (child names)
+//   [{"竞赛名称": ["主办方", "承办方"]}]        relations / events / opinions
+//                                                (child names)
 //   {"评价维度": ["观点词", "情感倾向[正向，负向]"]}
 //   {"产品名称": null, "属性词": {"情感词": null}}   SiameseUIE
 // Errors name the place in the schema, e.g. "schema $[1].竞赛名称[0]: empty name".
@@ -154,8 +155,8 @@ inline std::string to_half_width(std::string_view text) {
   return out;
 }
 
-// A classification name ends with its options in brackets: "情感倾向[正向，负向]". PaddleNLP
-// asks it as it is; the answer is a span of the prompt (one of the options).
+// A classification name ends with its options in brackets: "情感倾向[正向，负向]".
+// PaddleNLP asks it as it is; the answer is a span of the prompt (one of the options).
 inline bool is_classification(std::string_view name) {
   const size_t open = name.find('[');
   return open != std::string_view::npos && name.size() > open + 1 && name.back() == ']';
