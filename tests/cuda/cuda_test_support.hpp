@@ -1,9 +1,8 @@
-// Helpers of the CUDA tests: a visible skip without a GPU, random inputs rounded the way the
-// device stores them, error metrics, and weights built from host vectors.
+// Helpers of the CUDA model tests: a visible skip without a GPU and error metrics. (The op tests,
+// in tests/test_backend_ops.cpp, have their own inputs and bounds.)
 #pragma once
 
 #include <cmath>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -16,23 +15,6 @@ namespace tinybert::test {
 // [cuda] cases need a GPU; without one the whole run reports a skip (CTest exit code 4).
 inline void require_gpu() {
   if (auto reason = cuda_unavailable_reason()) skip(*reason);
-}
-
-inline std::vector<float> random_normal(size_t n, std::mt19937& rng, float stddev = 1.0f,
-                                        float mean = 0.0f) {
-  std::normal_distribution<float> normal(mean, stddev);
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
-
-// The values as the device holds them in `element` (f16 or bf16; f32 unchanged).
-inline std::vector<float> rounded(std::vector<float> v, DType element) {
-  for (auto& x : v) {
-    if (element == DType::f16) x = f16_to_f32(f32_to_f16(x));
-    if (element == DType::bf16) x = bf16_to_f32(f32_to_bf16(x));
-  }
-  return v;
 }
 
 struct Errors {
@@ -74,28 +56,6 @@ inline double worst_row_cosine(const std::vector<float>& a, const std::vector<fl
     worst = std::min(worst, std::isfinite(cosine) ? cosine : -1.0);
   }
   return worst;
-}
-
-// A Weight viewing host floats (which must outlive it).
-inline Weight f32_weight(const std::vector<float>& values, Shape shape) {
-  return Weight{TensorView{DType::f32, std::move(shape), values.data()}, nullptr};
-}
-
-// A batch of random token ids with these sequence lengths.
-inline Batch random_batch(const std::vector<int64_t>& lengths, int32_t vocab, int32_t types,
-                          int32_t tasks, std::mt19937& rng) {
-  Batch batch;
-  for (int64_t length : lengths) {
-    std::vector<int32_t> ids(static_cast<size_t>(length)), type_ids(ids.size()),
-        task_ids(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) {
-      ids[i] = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-      type_ids[i] = static_cast<int32_t>(rng() % static_cast<uint32_t>(types));
-      task_ids[i] = static_cast<int32_t>(rng() % static_cast<uint32_t>(tasks));
-    }
-    batch.add(ids, type_ids, task_ids);
-  }
-  return batch;
 }
 
 }  // namespace tinybert::test
