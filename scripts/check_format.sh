@@ -16,9 +16,9 @@ if [ "$version" != 14 ] && [ "${1:-}" != --fix ]; then
   exit 4
 fi
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  mapfile -t files < <(git ls-files '*.cpp' '*.hpp' '*.h' '*.cu')
+  mapfile -t files < <(git ls-files '*.c' '*.cpp' '*.hpp' '*.h' '*.cu')
 else
-  mapfile -t files < <(find apps bench include src tests tools -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.cu')
+  mapfile -t files < <(find apps bench include src tests tools -name '*.c' -o -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.cu')
 fi
 if [ "${1:-}" = --fix ]; then
   "$clang_format" -i "${files[@]}"

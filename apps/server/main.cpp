@@ -8,8 +8,9 @@
 #include <iostream>
 #include <thread>
 
+#include "metrics.hpp"
 #include "openapi.hpp"
-#include "service.hpp"
+#include "options.hpp"
 #include "web_assets.hpp"
 // After Eigen (through service.hpp): httplib.h brings <resolv.h>, whose `_res` macro breaks
 // Eigen's headers that name a parameter `_res`.
@@ -41,7 +42,8 @@ class HttpFrontEnd {
     route_get("/openapi.json",
               [](httplib::Response& res) { send_json(res, 200, openapi_document()); });
     route_get("/metrics", [this](httplib::Response& res) {
-      res.set_content(service_.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+      res.set_content(metrics_.render(service_.queue_depths(), service_.label_cache_stats()),
+                      "text/plain; version=0.0.4; charset=utf-8");
     });
     route_get("/health", [this](httplib::Response& res) {
       const bool ready = !draining_;
@@ -120,17 +122,10 @@ class HttpFrontEnd {
         body = handle(req.body);
         body["latency_ms"] =
             std::chrono::duration<double, std::milli>(SteadyClock::now() - started).count();
-      } catch (const ApiError& e) {
+      } catch (...) {
+        const ApiError e = current_api_error();
         status = e.status, body = e.body();
-      } catch (const Overloaded& e) {
-        status = 503, body = ApiError(503, "overloaded", e.what()).body();
-        res.set_header("Retry-After", "1");
-      } catch (const DeadlineExceeded& e) {
-        status = 504, body = ApiError(504, "timeout", e.what()).body();
-      } catch (const Error& e) {
-        status = 400, body = bad_request(e.what()).body();
-      } catch (const std::exception& e) {
-        status = 500, body = ApiError(500, "internal", e.what()).body();
+        if (status == 503) res.set_header("Retry-After", "1");
       }
       send_json(res, status, body);
       metrics_.record_request(path, status,
@@ -172,7 +167,7 @@ int run(const std::vector<std::string>& args) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is not a reason to die
 
   Metrics metrics;
-  Service service(options, metrics);
+  Service service(service_options(options, metrics));
   HttpFrontEnd front_end(options, service, metrics);
   const int port = front_end.bind();
   std::cerr << "tinybert-server: " << service.models()["models"].size()

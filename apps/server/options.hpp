@@ -1,26 +1,16 @@
 // tinybert-server's command line: models, address, threads, batching knobs and request limits.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "../cli.hpp"
+#include "metrics.hpp"
+#include "tinybert/serving/service.hpp"
 
 namespace tinybert::server {
-
-struct ModelSpec {
-  std::string name, path;
-};
-
-// What one request may ask for; over a limit is a 413.
-struct RequestLimits {
-  size_t max_body_bytes = 1 << 20;
-  size_t max_inputs = 64;    // texts per request
-  size_t max_chars = 10000;  // code points per text
-  size_t max_labels = 64;
-  size_t max_schema_names = 64;
-};
 
 struct ServerOptions {
   std::vector<ModelSpec> models;
@@ -124,6 +114,23 @@ inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
   l.max_schema_names = static_cast<size_t>(
       parse_int(args.value("--max-schema-names", "64"), "--max-schema-names", 1, 1 << 16));
   return o;
+}
+
+// The Service's part of the options; its passes are recorded in `metrics`.
+inline ServiceOptions service_options(const ServerOptions& o, Metrics& metrics) {
+  ServiceOptions s;
+  s.models = o.models;
+  s.backend = o.backend;
+  s.batching.enabled = o.batching;
+  s.batching.max_batch_tokens = o.max_batch_tokens;
+  s.batching.max_wait = std::chrono::microseconds(o.max_wait_us);
+  s.batching.queue_capacity = o.queue_size;
+  s.label_cache_size = o.label_cache_size;
+  s.limits = o.limits;
+  s.on_batch = [&metrics](const std::string& model, const BatchRecord& r) {
+    metrics.record_batch(model, r);
+  };
+  return s;
 }
 
 }  // namespace tinybert::server

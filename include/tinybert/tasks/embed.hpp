@@ -18,8 +18,15 @@ struct EmbedOptions {
 // maximum length (the caller can compare token counts to warn, or report usage).
 inline Batch encode_texts(const Model& model, const std::vector<std::string>& texts) {
   Batch batch;
-  for (const auto& text : texts) {
-    const Encoding e = model.tokenizer().encode(text, static_cast<size_t>(model.max_length()));
+  for (size_t i = 0; i < texts.size(); ++i) {
+    Encoding e;
+    try {
+      e = model.tokenizer().encode(texts[i], static_cast<size_t>(model.max_length()));
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& error) {  // invalid UTF-8: say which text
+      throw InputError(i, std::nullopt, error.what(), InputError::Noun::text);
+    }
     batch.add(e.ids, e.type_ids);
   }
   return batch;

@@ -1,5 +1,6 @@
-// ApiError: a request the server refuses, with its HTTP status and where the problem is; and the
-// strict readers of request fields that throw it.
+// ApiError: a request the service refuses, with its HTTP status and where the problem is; the
+// limits of one request; and the strict readers of request fields that throw it. The server, the
+// C API and the Python package read request bodies with these.
 #pragma once
 
 #include <cmath>
@@ -7,12 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "options.hpp"
-
-namespace tinybert::server {
+namespace tinybert {
 
 using nlohmann::json;
 
@@ -31,6 +31,15 @@ class ApiError : public std::runtime_error {
     if (position) e["position"] = *position;
     return {{"error", e}};
   }
+};
+
+// What one request may ask for; over a limit is a 413.
+struct RequestLimits {
+  size_t max_body_bytes = 1 << 20;
+  size_t max_inputs = 64;    // texts per request
+  size_t max_chars = 10000;  // code points per text
+  size_t max_labels = 64;
+  size_t max_schema_names = 64;
 };
 
 inline ApiError bad_request(const std::string& message) {
@@ -194,4 +203,4 @@ class RequestBody {
   const RequestLimits& limits_;
 };
 
-}  // namespace tinybert::server
+}  // namespace tinybert

@@ -1,25 +1,41 @@
-// The server's models and what each endpoint does with a request body, independent of HTTP:
-// JSON in, JSON out, ApiError for what the client got wrong.
+// Service: loaded models and what each task does with a request body, independent of transport:
+// JSON in, JSON out, ApiError for what the caller got wrong. tinybert-server puts HTTP in front
+// of it; the C API (include/tinybert/tinybert.h) and the Python package call it directly, so all
+// three take and give the same JSON.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "api_error.hpp"
-#include "metrics.hpp"
-#include "options.hpp"
 #include "tinybert/backend/select.hpp"
 #include "tinybert/serving/batching_runner.hpp"
+#include "tinybert/serving/request_body.hpp"
 #include "tinybert/tasks/embed.hpp"
 #include "tinybert/tasks/extract.hpp"
 #include "tinybert/tasks/task_json.hpp"
 
-namespace tinybert::server {
+namespace tinybert {
 
 inline constexpr const char* kTasks[] = {"classify", "fill-mask", "extract", "embeddings"};
+
+struct ModelSpec {
+  std::string name, path;
+};
+
+struct ServiceOptions {
+  std::vector<ModelSpec> models;
+  std::string backend = default_backend();
+  BatchingOptions batching;  // a compute mutex is made when none is given
+  size_t label_cache_size = 4096;
+  RequestLimits limits;
+  // Called on the scheduler thread after every forward pass of a model (metrics).
+  std::function<void(const std::string& model, const BatchRecord&)> on_batch;
+};
 
 // One --model: the opened file, its batching runner, and the task objects it serves.
 struct LoadedModel {
@@ -76,19 +92,34 @@ auto run_task(Fn&& fn) {
   }
 }
 
+// The exception being handled as the ApiError a caller sees: its own status, 503 for an
+// overloaded queue, 504 for a passed deadline, 400 for other engine errors, 500 for the rest.
+inline ApiError current_api_error() {
+  try {
+    throw;
+  } catch (const ApiError& e) {
+    return e;
+  } catch (const Overloaded& e) {
+    return {503, "overloaded", e.what()};
+  } catch (const DeadlineExceeded& e) {
+    return {504, "timeout", e.what()};
+  } catch (const Error& e) {
+    return task_error(e);
+  } catch (const std::exception& e) {
+    return {500, "internal", e.what()};
+  } catch (...) {
+    return {500, "internal", "an unknown exception"};
+  }
+}
+
 class Service {
  public:
-  Service(const ServerOptions& options, Metrics& metrics)
-      : options_(options),
-        metrics_(metrics),
-        label_cache_(std::make_shared<LabelCache>(options.label_cache_size)) {
-    BatchingOptions batching;
-    batching.enabled = options.batching;
-    batching.max_batch_tokens = options.max_batch_tokens;
-    batching.max_wait = std::chrono::microseconds(options.max_wait_us);
-    batching.queue_capacity = options.queue_size;
-    batching.compute_mutex = std::make_shared<std::mutex>();
-    for (const ModelSpec& spec : options.models) load(spec, batching);
+  explicit Service(ServiceOptions options)
+      : options_(std::move(options)),
+        label_cache_(std::make_shared<LabelCache>(options_.label_cache_size)) {
+    BatchingOptions batching = options_.batching;
+    if (!batching.compute_mutex) batching.compute_mutex = std::make_shared<std::mutex>();
+    for (const ModelSpec& spec : options_.models) load(spec, batching);
     for (const char* task : kTasks)
       for (const auto& m : models_)
         if (std::find(m->tasks.begin(), m->tasks.end(), task) != m->tasks.end() &&
@@ -243,10 +274,22 @@ class Service {
     return {{"models", list}, {"tasks", tasks}};
   }
 
-  std::string metrics_text() const {
+  const ServiceOptions& options() const { return options_; }
+  std::vector<std::pair<std::string, size_t>> queue_depths() const {
     std::vector<std::pair<std::string, size_t>> depths;
     for (const auto& m : models_) depths.emplace_back(m->name, m->runner->queue_depth());
-    return metrics_.render(depths, label_cache_->stats());
+    return depths;
+  }
+  LabelCacheStats label_cache_stats() const { return label_cache_->stats(); }
+  // The model of a single-model service (the C API's handle).
+  const Model& only_model() const {
+    if (models_.size() != 1)
+      throw Error("the service holds " + std::to_string(models_.size()) + " models");
+    return *models_.front()->model;
+  }
+  Runner& only_runner() {
+    only_model();
+    return *models_.front()->runner;
   }
 
  private:
@@ -264,16 +307,18 @@ class Service {
     try {
       m->model = std::make_unique<Model>(spec.path);
     } catch (const Error& e) {
-      throw Error("--model " + spec.name + "=" + spec.path + ": " + e.what());
+      throw Error("model '" + spec.name + "' (" + spec.path + "): " + e.what());
     }
     m->tasks = tasks_of(*m->model);
     if (m->tasks.empty())
-      throw Error("--model " + spec.name + ": a " +
+      throw Error("model '" + spec.name + "': a " +
                   architecture_name(m->model->config().architecture) +
                   " model without an entailment label serves no task");
-    m->runner = std::make_unique<BatchingRunner>(
-        make_runner(*m->model, options_.backend), batching,
-        [this, name = spec.name](const BatchRecord& r) { metrics_.record_batch(name, r); });
+    m->runner = std::make_unique<BatchingRunner>(make_runner(*m->model, options_.backend), batching,
+                                                 [this, name = spec.name](const BatchRecord& r) {
+                                                   if (options_.on_batch)
+                                                     options_.on_batch(name, r);
+                                                 });
     const Architecture a = m->model->config().architecture;
     if (a == Architecture::encoder || a == Architecture::sequence_classification)
       m->classifier = std::make_unique<ZeroShotClassifier>(*m->runner, label_cache_);
@@ -330,11 +375,10 @@ class Service {
     return *it->second;
   }
 
-  const ServerOptions& options_;
-  Metrics& metrics_;
+  const ServiceOptions options_;
   std::shared_ptr<LabelCache> label_cache_;
   std::vector<std::unique_ptr<LoadedModel>> models_;
   std::map<std::string, LoadedModel*> defaults_;
 };
 
-}  // namespace tinybert::server
+}  // namespace tinybert
