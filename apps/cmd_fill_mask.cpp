@@ -12,8 +12,8 @@
 namespace tinybert::cli {
 
 int cmd_fill_mask(const std::vector<std::string>& raw) {
-  const Args args =
-      parse_args(raw, {"--model", "--top-k", "--attribution", "--max-masks"}, {"--joint"});
+  const Args args = parse_args(
+      raw, {"--model", "--backend", "--top-k", "--attribution", "--max-masks"}, {"--joint"});
   if (!args.has("--model")) throw Error("fill-mask needs --model M.tbw");
   tinybert::FillMaskOptions options;
   options.top_k = parse_int(args.value("--top-k", "5"), "--top-k", 1, 1000);

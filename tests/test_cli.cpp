@@ -209,6 +209,26 @@ TEST_CASE("the CLI backend option selects the reference or a oneDNN precision", 
   check_one_line_error(run(kCli + " embed --backend bogus --model " + bert + " a"), "bogus");
 }
 
+// The usage says embed, fill-mask, classify and extract take --backend: each one accepts it and
+// uses it (an unknown name is refused by that command, not by its option parser).
+TEST_CASE("every command the usage lists takes --backend", "[cli][backend]") {
+  const std::string bert = convert_tiny("tiny-bert"), mlm = convert_tiny("tiny-mlm"),
+                    uie = convert_tiny("tiny-uie");
+  const std::vector<std::pair<std::string, std::string>> commands = {
+      {"embed", "--model " + bert + " a"},
+      {"fill-mask", "--model " + mlm + " " + quote("a[MASK]b")},
+      {"classify", "--model " + bert + " --labels 好,北京 a"},
+      {"extract",
+       "--model " + uie + " --schema " + quote("[\"北京\"]") + " " + quote("北京的天气")}};
+  for (const auto& [command, rest] : commands) {
+    INFO(command);
+    const Run ok = run(kCli + " " + command + " --backend ref " + rest);
+    CHECK(ok.exit_code == 0);
+    CHECK(ok.err.empty());
+    check_one_line_error(run(kCli + " " + command + " --backend bogus " + rest), "'bogus'");
+  }
+}
+
 // A ModelScope folder as downloaded: converted by tinybert-convert, inspected (what was detected),
 // and extracted from in both shapes.
 TEST_CASE("tinybert extract on a SiameseUIE model, --format modelscope", "[cli][modelscope]") {

@@ -184,6 +184,24 @@ TEST_CASE("packed batches give the same result as one sequence at a time", "[tin
   }
 }
 
+// The MLM head gathers the requested rows on the host (host_matrix.hpp gather_rows, unchecked):
+// a row outside the batch must be refused before it is read (issue 16, 2d).
+TEST_CASE("a masked-LM pass refuses rows outside its batch", "[tiny][errors]") {
+  TinyRun run = convert_and_open("tiny-mlm");
+  CpuRefBackend backend;
+  DirectRunner runner(*run.model, backend);
+  ForwardRequest request;
+  request.batch.add(std::vector<int32_t>{101, 103, 102});
+  request.head.kind = HeadKind::mlm_logits;
+  for (int64_t row : {int64_t{3}, int64_t{-1}, int64_t{1} << 40}) {
+    request.rows = {1, row};
+    CHECK_THROWS_WITH(runner.run(request), Catch::Contains("is outside"));
+  }
+  request.rows = {0, 2};
+  CHECK(runner.run(request).values.size() ==
+        static_cast<size_t>(2 * run.model->config().vocab_size));
+}
+
 TEST_CASE("bad requests are rejected before any kernel runs", "[tiny][errors]") {
   TinyRun run = convert_and_open("tiny-bert");
   CpuRefBackend backend;
