@@ -1,14 +1,20 @@
 // tinybert-server as a client sees it: every endpoint, every error class, the batching
 // scheduler's queue, deadline and shutdown, on a server started on a free port.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <future>
+#include <map>
+#include <sstream>
 #include <thread>
 
+#include "redis_label_tier.hpp"
 #include "test_support.hpp"
 #include "tinybert/tasks/classify.hpp"
 #ifdef TINYBERT_HAVE_CUDA
@@ -486,6 +492,41 @@ TEST_CASE("CORS headers only when asked for", "[server]") {
   CHECK(r->get_header_value("Access-Control-Allow-Origin") == "http://example.test");
 }
 
+// The circuit breaker end to end, with a primary that is really too slow: bge-small on the plain
+// reference takes several ms a pass, over a 1 ms pass deadline. (test_circuit_breaker.cpp injects
+// failures and recoveries; this checks the options, /health and /metrics of the real server.)
+TEST_CASE("a model whose passes pass their deadline moves to its fallback backend",
+          "[server][breaker]") {
+  const ServerProcess server({"--model", "bge=" + real_model("bge-small-zh-v1.5"), "--backend",
+                              "ref", "--fallback-backend", "int8", "--pass-deadline-ms", "1",
+                              "--breaker-failures", "2", "--breaker-cool-down-ms", "600000"});
+  for (int i = 0; i < 4; ++i) {
+    const json request = {{"input", "今天的足球比赛非常精彩"}};
+    const auto r = server.post("/v1/embeddings", request);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+  const json health = body_of(server.get("/health"));
+  CHECK(health["status"] == "degraded");
+  CHECK(health["ready"] == true);
+  REQUIRE(health["degraded"].size() == 1);
+  CHECK(health["degraded"][0]["model"] == "bge");
+  CHECK(health["degraded"][0]["backend"] == "ref");
+  CHECK(health["degraded"][0]["serving_on"] == "int8");
+  CHECK_THAT(health["degraded"][0]["reason"].get<std::string>(),
+             Catch::Contains("over the deadline of 1 ms"));
+  const auto metrics = server.get("/metrics");
+  REQUIRE(metrics);
+  CHECK_THAT(metrics->body, Catch::Contains("tinybert_breaker_state{model=\"bge\"} 1"));
+  CHECK_THAT(metrics->body, Catch::Contains("tinybert_breaker_trips_total{model=\"bge\"} 1"));
+
+  // Without a fallback there is no breaker: healthy, and no breaker series.
+  const ServerProcess plain({"--model", "bert=" + tiny_model("tiny-bert"), "--backend", "ref",
+                             "--fallback-backend", "none", "--pass-deadline-ms", "1"});
+  CHECK(body_of(plain.get("/health"))["status"] == "ready");
+  CHECK_THAT(plain.get("/metrics")->body, !Catch::Contains("tinybert_breaker_state{"));
+}
+
 TEST_CASE("the real models answer as their references say", "[server][real]") {
   const ServerProcess server({"--model", "bge=" + real_model("bge-small-zh-v1.5"), "--model",
                               "mlm=" + real_model("demo-mlm"), "--model",
@@ -617,4 +658,203 @@ TEST_CASE("ModelScope models: StructBERT zero-shot scored as ModelScope's pipeli
   const auto no_labels = server.post("/v1/classify", json{{"input", "好"}, {"labels", " ,，"}});
   REQUIRE(no_labels);
   CHECK(no_labels->status == 400);
+}
+
+// ---- the label cache's shared tier in Redis (issue 14) --------------------------------------
+
+namespace {
+
+// A port nobody listens on now (bound, then released).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+std::string shell(const std::string& command) {
+  std::string out;
+  if (FILE* p = ::popen(command.c_str(), "r")) {
+    char buffer[4096];
+    while (size_t n = std::fread(buffer, 1, sizeof buffer, p)) out.append(buffer, n);
+    ::pclose(p);
+  }
+  return out;
+}
+
+// A real redis-server on a free port, in memory only, in a scratch directory.
+class RedisProcess {
+ public:
+  RedisProcess() : port_(free_port()) { start(); }
+  ~RedisProcess() { stop(); }
+  void start() {
+    if (shell("command -v redis-server").empty())
+      tinybert::test::skip("redis-server not found (apt-get install redis-server)");
+    const auto dir = tinybert::test::scratch_dir("redis-" + std::to_string(port_));
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const std::string port = std::to_string(port_);
+      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--dir", dir.c_str(), "--loglevel", "warning",
+               static_cast<char*>(nullptr));
+      std::_Exit(127);
+    }
+    for (int i = 0; i < 100 && cli("PING") != "PONG\n"; ++i) std::this_thread::sleep_for(50ms);
+    REQUIRE(cli("PING") == "PONG\n");
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  std::string cli(const std::string& args) const {
+    return shell("redis-cli -p " + std::to_string(port_) + " " + args + " 2>/dev/null");
+  }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+
+ private:
+  int port_;
+  pid_t pid_ = -1;
+};
+
+// The value of an unlabelled series in a /metrics body (-1 when absent).
+double metric(const std::string& body, const std::string& name) {
+  const size_t at = body.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(body.substr(at + name.size() + 2));
+}
+
+double metric(const ServerProcess& server, const std::string& name) {
+  const auto r = server.get("/metrics");
+  return r ? metric(r->body, name) : -1;
+}
+
+// Scores of a classify response, label -> score.
+std::map<std::string, double> scores(const httplib::Result& r) {
+  std::map<std::string, double> out;
+  const json body = body_of(r);
+  for (const auto& l : body["results"][0]["labels"]) out[l["label"]] = l["score"];
+  return out;
+}
+
+// Equal label sets with scores equal within float rounding: a replica that takes the labels'
+// vectors from Redis embeds the text alone, not packed with the labels (another GEMM shape).
+bool same_scores(const std::map<std::string, double>& a, const std::map<std::string, double>& b) {
+  if (a.size() != b.size()) return false;
+  for (const auto& [label, score] : a)
+    if (!b.count(label) || std::abs(b.at(label) - score) > 1e-5) return false;
+  return true;
+}
+
+// Polls until pred() or ~10 s.
+template <class Pred>
+bool eventually(Pred pred) {
+  for (int i = 0; i < 200; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return pred();
+}
+
+}  // namespace
+
+TEST_CASE("replicas share label embeddings through Redis; garbage there is a miss",
+          "[server][redis]") {
+  RedisProcess redis;
+  const std::string model = tiny_model("tiny-bert");
+  // Replica B opens its own copy at another path: the key is the content, not the path.
+  const auto copy = tinybert::test::scratch_dir("server-copy") / "same-model.tbw";
+  fs::copy_file(model, copy, fs::copy_options::overwrite_existing);
+  const std::vector<std::string> common = {"--backend", "ref", "--label-cache-redis", redis.url()};
+  auto a_args = common, b_args = common;
+  a_args.insert(a_args.end(), {"--model", "bert=" + model});
+  b_args.insert(b_args.end(), {"--model", "bert=" + copy.string()});
+  const ServerProcess a(a_args), b(b_args);
+  const json request = {{"input", "北京的天气"}, {"labels", {"天气", "人", "国"}}};
+
+  const auto from_a = scores(a.post("/v1/classify", request));
+  REQUIRE(from_a.size() == 3);
+  CHECK(metric(a, "tinybert_label_cache_remote_misses_total") == 3);
+  CHECK(metric(a, "tinybert_label_cache_remote_up") == 1);
+  CHECK(eventually([&] { return redis.cli("DBSIZE") == "3\n"; }));  // written behind the reply
+
+  const auto from_b = scores(b.post("/v1/classify", request));
+  CHECK(same_scores(from_b, from_a));
+  CHECK(metric(b, "tinybert_label_cache_remote_hits_total") == 3);
+  CHECK(metric(b, "tinybert_label_cache_remote_misses_total") == 0);
+  CHECK(metric(b, "tinybert_label_cache_misses_total") == 3);  // the local tier missed
+
+  // Overwrite every entry with garbage: a fresh replica computes instead, with the same scores.
+  std::istringstream keys(redis.cli("--scan"));
+  for (std::string key; std::getline(keys, key);) redis.cli("SET '" + key + "' not-an-embedding");
+  auto c_args = common;
+  c_args.insert(c_args.end(), {"--model", "bert=" + model});
+  const ServerProcess c(c_args);
+  CHECK(same_scores(scores(c.post("/v1/classify", request)), from_a));
+  CHECK(metric(c, "tinybert_label_cache_remote_garbage_total") == 3);
+  CHECK(metric(c, "tinybert_label_cache_remote_hits_total") == 0);
+}
+
+TEST_CASE("Redis down, slow or back: no request fails, the tier is used again", "[server][redis]") {
+  RedisProcess redis;
+  ServerProcess server({"--model", "bert=" + tiny_model("tiny-bert"), "--backend", "ref",
+                        "--label-cache-redis", redis.url()});
+  int label = 0;
+  const auto classify_new_labels = [&] {  // every call misses both tiers for its labels
+    const json request = {
+        {"input", "北京的天气"},
+        {"labels", {"L" + std::to_string(label), "L" + std::to_string(label + 1)}}};
+    label += 2;
+    const auto r = server.post("/v1/classify", request);
+    return r && r->status == 200;
+  };
+  CHECK(classify_new_labels());
+  CHECK(metric(server, "tinybert_label_cache_remote_up") == 1);
+
+  redis.stop();
+  int failed = 0;
+  for (int i = 0; i < 20; ++i) failed += classify_new_labels() ? 0 : 1;
+  CHECK(failed == 0);
+  CHECK(metric(server, "tinybert_label_cache_remote_up") == 0);
+  CHECK(metric(server, "tinybert_label_cache_remote_outages_total") == 1);  // one per outage
+
+  redis.start();  // same port, empty
+  CHECK(eventually([&] {
+    failed += classify_new_labels() ? 0 : 1;
+    return metric(server, "tinybert_label_cache_remote_up") == 1;
+  }));
+  CHECK(failed == 0);
+  CHECK(eventually([&] { return redis.cli("DBSIZE") != "0\n"; }));  // written to again
+
+  // Slow: Redis blocked for 1 s answers nothing within the 5 ms timeout; requests still pass.
+  std::thread sleeper([&] { redis.cli("DEBUG SLEEP 1"); });
+  std::this_thread::sleep_for(100ms);
+  for (int i = 0; i < 5; ++i) failed += classify_new_labels() ? 0 : 1;
+  sleeper.join();
+  CHECK(failed == 0);
+  CHECK(metric(server, "tinybert_label_cache_remote_errors_total") >= 2);
+}
+
+TEST_CASE("--label-cache-redis URLs are checked at start", "[server][redis]") {
+  using tinybert::server::parse_redis_url;
+  const auto a = parse_redis_url("redis://cache.internal:6380/2");
+  CHECK(a.host == "cache.internal");
+  CHECK(a.port == 6380);
+  CHECK(a.db == 2);
+  CHECK(parse_redis_url("redis://localhost").port == 6379);
+  for (const char* bad :
+       {"http://x:1", "redis://", "redis://h:port", "redis://h:70000", "redis://h:1/x"})
+    CHECK_THROWS_AS(parse_redis_url(bad), tinybert::Error);
+  using tinybert::server::RedisLabelTier;
+  const std::vector<float> v = {1.5f, -2.0f, 0.25f};
+  const std::string encoded = RedisLabelTier::encode(v);
+  CHECK(RedisLabelTier::decode(encoded.data(), encoded.size()) == v);
+  CHECK_FALSE(RedisLabelTier::decode(encoded.data(), encoded.size() - 1));
+  CHECK_FALSE(RedisLabelTier::decode("TBL2", 4));
 }

@@ -42,13 +42,19 @@ class HttpFrontEnd {
     route_get("/openapi.json",
               [](httplib::Response& res) { send_json(res, 200, openapi_document()); });
     route_get("/metrics", [this](httplib::Response& res) {
-      res.set_content(metrics_.render(service_.queue_depths(), service_.label_cache_stats()),
+      res.set_content(metrics_.render(service_.queue_depths(), service_.label_cache_stats(),
+                                      service_.model_health()),
                       "text/plain; version=0.0.4; charset=utf-8");
     });
+    // Ready while not draining; "degraded" (still 200: it answers) while a model serves from
+    // its fallback backend, with which and why.
     route_get("/health", [this](httplib::Response& res) {
       const bool ready = !draining_;
-      send_json(res, ready ? 200 : 503,
-                {{"live", true}, {"ready", ready}, {"status", ready ? "ready" : "draining"}});
+      json health = service_.health();
+      if (!ready) health["status"] = "draining";
+      health["live"] = true;
+      health["ready"] = ready;
+      send_json(res, ready ? 200 : 503, health);
     });
     for (const WebAsset& asset : web_assets()) {
       const auto serve_asset = [&asset](httplib::Response& res) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tinybert/serving/batching_runner.hpp"
+#include "tinybert/serving/service.hpp"
 #include "tinybert/tasks/label_cache.hpp"
 
 namespace tinybert::server {
@@ -64,7 +65,8 @@ class Metrics {
 
   // queue_depths: model -> waiting passes now.
   std::string render(const std::vector<std::pair<std::string, size_t>>& queue_depths,
-                     const LabelCacheStats& cache) const {
+                     const LabelCacheStats& cache,
+                     const std::vector<Service::ModelHealth>& health = {}) const {
     std::ostringstream out;
     std::lock_guard lock(mutex_);
     out << "# HELP tinybert_requests_total Requests answered, by endpoint and HTTP status.\n"
@@ -113,10 +115,70 @@ class Metrics {
         << "# HELP tinybert_label_cache_entries Label embeddings held.\n"
         << "# TYPE tinybert_label_cache_entries gauge\ntinybert_label_cache_entries " << cache.size
         << "\n";
+    render_remote_tier(out, cache);
+    render_health(out, health);
     return out.str();
   }
 
  private:
+  // The label cache's shared tier (Redis), when there is one.
+  static void render_remote_tier(std::ostream& out, const LabelCacheStats& cache) {
+    if (!cache.remote) return;
+    const RemoteTierStatus& r = *cache.remote;
+    const struct {
+      const char* name;
+      const char* type;
+      const char* help;
+      double value;
+    } series[] = {
+        {"tinybert_label_cache_remote_hits_total", "counter",
+         "Local misses found in the shared tier (Redis).", double(cache.remote_hits)},
+        {"tinybert_label_cache_remote_misses_total", "counter",
+         "Local misses not found (or not usable) in the shared tier.", double(cache.remote_misses)},
+        {"tinybert_label_cache_remote_up", "gauge", "1 while the shared tier answers, else 0.",
+         r.up ? 1.0 : 0.0},
+        {"tinybert_label_cache_remote_errors_total", "counter",
+         "Shared-tier operations that failed or timed out.", double(r.errors)},
+        {"tinybert_label_cache_remote_garbage_total", "counter",
+         "Shared-tier values that were not a well-formed embedding.", double(r.garbage)},
+        {"tinybert_label_cache_remote_dropped_writes_total", "counter",
+         "Embeddings not written to the shared tier (queue full or tier down).",
+         double(r.dropped_writes)},
+        {"tinybert_label_cache_remote_outages_total", "counter", "Times the shared tier went down.",
+         double(r.outages)}};
+    for (const auto& s : series)
+      out << "# HELP " << s.name << " " << s.help << "\n# TYPE " << s.name << " " << s.type << "\n"
+          << s.name << " " << s.value << "\n";
+  }
+
+  // Circuit breakers (models with a fallback backend) and accelerator memory (models on one).
+  static void render_health(std::ostream& out, const std::vector<Service::ModelHealth>& health) {
+    const auto family = [&](const char* name, const char* type, const char* help) {
+      out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+    };
+    family("tinybert_breaker_state", "gauge",
+           "0 closed (on its backend), 1 open (on the fallback), 2 half-open (probing).");
+    for (const auto& h : health)
+      if (h.breaker)
+        out << "tinybert_breaker_state{model=\"" << h.name << "\"} "
+            << static_cast<int>(h.breaker->state) << "\n";
+    family("tinybert_breaker_trips_total", "counter",
+           "Times a model's passes moved to its fallback backend.");
+    for (const auto& h : health)
+      if (h.breaker)
+        out << "tinybert_breaker_trips_total{model=\"" << h.name << "\"} " << h.breaker->trips
+            << "\n";
+    family("tinybert_device_memory_bytes", "gauge",
+           "Accelerator memory: this model's (ours) and the device's (used, total).");
+    for (const auto& h : health)
+      if (h.device_memory)
+        for (const auto& [kind, bytes] : {std::pair{"ours", h.device_memory->ours},
+                                          {"used", h.device_memory->device_used},
+                                          {"total", h.device_memory->device_total}})
+          out << "tinybert_device_memory_bytes{model=\"" << h.name << "\",kind=\"" << kind << "\"} "
+              << bytes << "\n";
+  }
+
   static std::vector<double> latency_bounds() {
     return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
   }

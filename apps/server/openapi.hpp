@@ -260,7 +260,9 @@ inline nlohmann::json openapi_document() {
                            "ExtractRequest", "ExtractResponse")},
       {"/v1/embeddings", post("Sentence embeddings", "EmbeddingsRequest", "EmbeddingsResponse")},
       {"/v1/models", get("Loaded models and the default model of each task", "application/json")},
-      {"/health", get("Liveness and readiness (503 while draining)", "application/json")},
+      {"/health", get("Liveness and readiness (503 while draining; status degraded while a model "
+                      "serves from its fallback)",
+                      "application/json")},
       {"/metrics", get("Prometheus metrics", "text/plain")},
       {"/openapi.json", get("This document", "application/json")}};
   return {{"openapi", "3.0.3"},

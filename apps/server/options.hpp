@@ -3,11 +3,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "../cli.hpp"
 #include "metrics.hpp"
+#include "redis_label_tier.hpp"
 #include "tinybert/serving/service.hpp"
 
 namespace tinybert::server {
@@ -25,8 +27,13 @@ struct ServerOptions {
   size_t queue_size = 1024;
   int64_t request_timeout_ms = 30000;
   size_t label_cache_size = 4096;
+  std::string label_cache_redis;  // redis://host:port/db: the shared second tier; empty: none
+  int64_t label_cache_ttl_s = 7 * 24 * 3600;
+  int64_t label_cache_redis_timeout_ms = 5;
   std::string cors_origin;  // empty: no CORS headers
   RequestLimits limits;
+  std::optional<std::string> fallback_backend;  // unset: the Service's default
+  BreakerOptions breaker;
 };
 
 inline const char* kServerUsage =
@@ -48,10 +55,20 @@ for classify when no encoder is given. The web page is at http://HOST:PORT/ (API
   --queue-size N           waiting passes per model before 503 (default 1024)
   --request-timeout-ms N   deadline of a request (default 30000; 504 when passed)
   --label-cache N          cached label embeddings (default 4096)
+  --label-cache-redis URL  a second label-cache tier shared by replicas: redis://host:port/db
+  --label-cache-ttl-s N    expiry of its entries (default 604800, a week; 0: never)
+  --label-cache-redis-timeout-ms N
+                           connect and command timeout (default 5); Redis down or slow never
+                           fails a request: the local tier or a forward pass answers
   --max-body-bytes N       (default 1048576)   --max-inputs N       (default 64)
   --max-chars N            (default 10000)     --max-labels N       (default 64)
   --max-schema-names N     (default 64)
   --cors-origin ORIGIN     send Access-Control-Allow-Origin: ORIGIN (default: no CORS)
+  --fallback-backend B     CPU backend that takes a model's passes over while its backend keeps
+                           failing (default int8 behind a cuda-* backend; none: off)
+  --breaker-failures N     failed or late passes in a row that move a model (default 3)
+  --pass-deadline-ms N     a slower pass counts as failed (default 10000)
+  --breaker-cool-down-ms N time on the fallback before one probe pass (default 30000)
 )";
 
 inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
@@ -74,12 +91,30 @@ inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
       if (other.name == m.name) throw Error("--model: the name '" + m.name + "' is given twice");
     o.models.push_back(m);
   }
-  const cli::Args args = cli::parse_args(
-      rest,
-      {"--host", "--port", "--port-file", "--threads", "--backend", "--max-batch-tokens",
-       "--max-wait-ms", "--queue-size", "--request-timeout-ms", "--label-cache", "--max-body-bytes",
-       "--max-inputs", "--max-chars", "--max-labels", "--max-schema-names", "--cors-origin"},
-      {"--no-batching"});
+  const std::vector<std::string> value_options = {"--host",
+                                                  "--port",
+                                                  "--port-file",
+                                                  "--threads",
+                                                  "--backend",
+                                                  "--max-batch-tokens",
+                                                  "--max-wait-ms",
+                                                  "--queue-size",
+                                                  "--request-timeout-ms",
+                                                  "--label-cache",
+                                                  "--max-body-bytes",
+                                                  "--max-inputs",
+                                                  "--max-chars",
+                                                  "--max-labels",
+                                                  "--max-schema-names",
+                                                  "--cors-origin",
+                                                  "--fallback-backend",
+                                                  "--breaker-failures",
+                                                  "--pass-deadline-ms",
+                                                  "--breaker-cool-down-ms",
+                                                  "--label-cache-redis",
+                                                  "--label-cache-ttl-s",
+                                                  "--label-cache-redis-timeout-ms"};
+  const cli::Args args = cli::parse_args(rest, value_options, {"--no-batching"});
   if (!args.positional.empty())
     throw Error("unexpected argument '" + args.positional.front() + "'");
   if (o.models.empty()) throw Error("give at least one --model NAME=PATH.tbw");
@@ -102,6 +137,23 @@ inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
   o.label_cache_size = static_cast<size_t>(
       parse_int(args.value("--label-cache", "4096"), "--label-cache", 1, 1 << 24));
   o.cors_origin = args.value("--cors-origin");
+  o.label_cache_redis = args.value("--label-cache-redis");
+  if (!o.label_cache_redis.empty()) parse_redis_url(o.label_cache_redis);  // fail at start
+  o.label_cache_ttl_s =
+      parse_int(args.value("--label-cache-ttl-s", "604800"), "--label-cache-ttl-s", 0, 1LL << 31);
+  o.label_cache_redis_timeout_ms = parse_int(args.value("--label-cache-redis-timeout-ms", "5"),
+                                             "--label-cache-redis-timeout-ms", 1, 60000);
+  if (args.has("--fallback-backend")) {
+    const std::string fallback = args.value("--fallback-backend");
+    o.fallback_backend = fallback == "none" ? "" : fallback;
+  }
+  o.breaker.failures_to_trip = static_cast<int>(
+      parse_int(args.value("--breaker-failures", "3"), "--breaker-failures", 1, 1000));
+  o.breaker.pass_deadline = std::chrono::milliseconds(parse_int(
+      args.value("--pass-deadline-ms", "10000"), "--pass-deadline-ms", 1, 24LL * 3600 * 1000));
+  o.breaker.cool_down =
+      std::chrono::milliseconds(parse_int(args.value("--breaker-cool-down-ms", "30000"),
+                                          "--breaker-cool-down-ms", 1, 24LL * 3600 * 1000));
   RequestLimits& l = o.limits;
   l.max_body_bytes = static_cast<size_t>(
       parse_int(args.value("--max-body-bytes", "1048576"), "--max-body-bytes", 64, 1LL << 30));
@@ -126,7 +178,16 @@ inline ServiceOptions service_options(const ServerOptions& o, Metrics& metrics) 
   s.batching.max_wait = std::chrono::microseconds(o.max_wait_us);
   s.batching.queue_capacity = o.queue_size;
   s.label_cache_size = o.label_cache_size;
+  if (!o.label_cache_redis.empty()) {
+    RedisTierOptions redis;
+    redis.address = parse_redis_url(o.label_cache_redis);
+    redis.ttl_seconds = o.label_cache_ttl_s;
+    redis.timeout = std::chrono::milliseconds(o.label_cache_redis_timeout_ms);
+    s.label_tier = std::make_shared<RedisLabelTier>(redis);
+  }
   s.limits = o.limits;
+  s.fallback_backend = o.fallback_backend;
+  s.breaker = o.breaker;
   s.on_batch = [&metrics](const std::string& model, const BatchRecord& r) {
     metrics.record_batch(model, r);
   };

@@ -1,12 +1,14 @@
 // Model: an opened .tbw file with its config, tokenizer and weights bound to named slots.
 #pragma once
 
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "tinybert/config.hpp"
+#include "tinybert/fingerprint.hpp"
 #include "tinybert/format.hpp"
 #include "tinybert/tokenizer.hpp"
 
@@ -206,6 +208,11 @@ class Model {
   const WeightFile& file() const { return file_; }
   // Longest sequence (special tokens included) the model accepts.
   int64_t max_length() const { return config_.max_length; }
+  // content_fingerprint() of the file (fingerprint.hpp), computed on first use.
+  const std::string& fingerprint() const {
+    std::call_once(fingerprint_once_, [this] { fingerprint_ = content_fingerprint(file_); });
+    return fingerprint_;
+  }
 
   // For a weight that a backend has copied (packed, converted or uploaded): lets go of the
   // file's pages it had to read, so that the weight is not resident twice. The file and the
@@ -249,6 +256,8 @@ class Model {
   ModelConfig config_;
   Tokenizer tokenizer_;
   ModelWeights weights_;
+  mutable std::once_flag fingerprint_once_;
+  mutable std::string fingerprint_;
 };
 
 }  // namespace tinybert

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,13 @@
 
 namespace tinybert {
 
+// Memory of an accelerator a runner computes on, for metrics.
+struct DeviceMemory {
+  int64_t ours = 0;         // weights, activations and scratch this runner allocated
+  int64_t device_used = 0;  // in use on the device (all processes)
+  int64_t device_total = 0;
+};
+
 class Runner {
  public:
   virtual ~Runner() = default;
@@ -23,6 +31,8 @@ class Runner {
   virtual const Model& model() const = 0;
   // The backend that computes the results (Backend::name(): "ref", "int8", "cuda-f16", ...).
   virtual std::string backend_name() const = 0;
+  // Device memory when the runner computes on an accelerator; none on the CPU.
+  virtual std::optional<DeviceMemory> device_memory() const { return std::nullopt; }
 };
 
 // The packing of a siamese_logits request's cross-layer pass: [window ; hint] for every hint and

@@ -177,6 +177,10 @@ const Model& CudaRunner::model() const { return impl_->model; }
 std::string CudaRunner::backend_name() const { return impl_->backend.name(); }
 CudaBackend& CudaRunner::backend() { return impl_->backend; }
 CudaMemoryReport CudaRunner::memory_report() const { return impl_->backend.memory_report(); }
+std::optional<DeviceMemory> CudaRunner::device_memory() const {
+  const CudaMemoryReport r = memory_report();
+  return DeviceMemory{r.ours(), r.device_used_bytes, r.device_total_bytes};
+}
 
 CudaRunner::GraphStats CudaRunner::graph_stats() const {
   std::lock_guard lock(impl_->mutex);
@@ -228,6 +232,11 @@ ForwardResult FallbackRunner::run(ForwardRequest request) {
 std::string FallbackRunner::backend_name() const {
   std::lock_guard lock(mutex_);
   return gpu_ ? gpu_->backend_name() : cpu_->backend_name();
+}
+
+std::optional<DeviceMemory> FallbackRunner::device_memory() const {
+  std::lock_guard lock(mutex_);
+  return gpu_ ? gpu_->device_memory() : std::nullopt;
 }
 
 bool FallbackRunner::on_gpu() const {

@@ -24,6 +24,7 @@ class CudaRunner final : public Runner {
   ForwardResult run(ForwardRequest request) override;
   const Model& model() const override;
   std::string backend_name() const override;
+  std::optional<DeviceMemory> device_memory() const override;
 
   CudaBackend& backend();
   CudaMemoryReport memory_report() const;
@@ -56,6 +57,7 @@ class FallbackRunner final : public Runner {
   const Model& model() const override { return model_; }
   // The GPU backend's name while on the GPU, else the CPU runner's.
   std::string backend_name() const override;
+  std::optional<DeviceMemory> device_memory() const override;
 
   bool on_gpu() const;
   std::string fallback_reason() const;  // empty while on the GPU

@@ -183,6 +183,7 @@ class BatchingRunner final : public Runner {
 
   const Model& model() const override { return inner_->model(); }
   std::string backend_name() const override { return inner_->backend_name(); }
+  std::optional<DeviceMemory> device_memory() const override { return inner_->device_memory(); }
 
   // Blocks until the pass has run. Throws Overloaded (queue full or stopping), DeadlineExceeded,
   // or the Error of an invalid request (checked here, before it can share a batch with others).

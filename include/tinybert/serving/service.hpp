@@ -7,13 +7,16 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tinybert/backend/select.hpp"
 #include "tinybert/serving/batching_runner.hpp"
+#include "tinybert/serving/circuit_breaker.hpp"
 #include "tinybert/serving/request_body.hpp"
 #include "tinybert/tasks/embed.hpp"
 #include "tinybert/tasks/extract.hpp"
@@ -32,16 +35,30 @@ struct ServiceOptions {
   std::string backend = default_backend();
   BatchingOptions batching;  // a compute mutex is made when none is given
   size_t label_cache_size = 4096;
+  std::shared_ptr<RemoteLabelTier> label_tier;  // shared tier behind the local label cache
   RequestLimits limits;
   // Called on the scheduler thread after every forward pass of a model (metrics).
   std::function<void(const std::string& model, const BatchRecord&)> on_batch;
+  // The backend that takes a model's passes over when its own keeps failing or passing the pass
+  // deadline (CircuitBreakerRunner); "" for none. Unset: int8 behind a CUDA backend, else none.
+  std::optional<std::string> fallback_backend;
+  BreakerOptions breaker;
+  // How a model's runner on a backend is made (tests put a fault-injecting runner here).
+  std::function<std::unique_ptr<Runner>(const Model&, const std::string& backend)> runner_factory =
+      [](const Model& model, const std::string& backend) { return make_runner(model, backend); };
 };
+
+inline std::string fallback_backend_of(const ServiceOptions& o) {
+  if (o.fallback_backend) return *o.fallback_backend == o.backend ? "" : *o.fallback_backend;
+  return o.backend.rfind("cuda-", 0) == 0 ? "int8" : "";
+}
 
 // One --model: the opened file, its batching runner, and the task objects it serves.
 struct LoadedModel {
   std::string name, path;
   std::unique_ptr<Model> model;
   std::unique_ptr<BatchingRunner> runner;
+  const CircuitBreakerRunner* breaker = nullptr;   // inside runner, when there is a fallback
   std::unique_ptr<ZeroShotClassifier> classifier;  // encoder (embedding) or NLI models
   std::unique_ptr<Extractor> extractor;            // uie models, default options
   std::unique_ptr<SiameseExtractor> siamese;       // siamese_uie models, default options
@@ -117,6 +134,7 @@ class Service {
   explicit Service(ServiceOptions options)
       : options_(std::move(options)),
         label_cache_(std::make_shared<LabelCache>(options_.label_cache_size)) {
+    label_cache_->set_remote_tier(options_.label_tier);
     BatchingOptions batching = options_.batching;
     if (!batching.compute_mutex) batching.compute_mutex = std::make_shared<std::mutex>();
     for (const ModelSpec& spec : options_.models) load(spec, batching);
@@ -281,6 +299,36 @@ class Service {
     return depths;
   }
   LabelCacheStats label_cache_stats() const { return label_cache_->stats(); }
+
+  // Per model: its circuit breaker (if it has a fallback) and accelerator memory (if any).
+  struct ModelHealth {
+    std::string name;
+    std::optional<BreakerStatus> breaker;
+    std::optional<DeviceMemory> device_memory;
+  };
+  std::vector<ModelHealth> model_health() const {
+    std::vector<ModelHealth> out;
+    for (const auto& m : models_) {
+      ModelHealth h{m->name, std::nullopt, m->runner->device_memory()};
+      if (m->breaker) h.breaker = m->breaker->status();
+      out.push_back(std::move(h));
+    }
+    return out;
+  }
+  // "ready", or "degraded" with why while any model serves from its fallback.
+  json health() const {
+    json degraded = json::array();
+    for (const ModelHealth& h : model_health())
+      if (h.breaker && h.breaker->state != BreakerState::closed)
+        degraded.push_back({{"model", h.name},
+                            {"backend", h.breaker->primary},
+                            {"serving_on", h.breaker->fallback},
+                            {"state", breaker_state_name(h.breaker->state)},
+                            {"reason", h.breaker->reason}});
+    json out = {{"status", degraded.empty() ? "ready" : "degraded"}};
+    if (!degraded.empty()) out["degraded"] = degraded;
+    return out;
+  }
   // The model of a single-model service (the C API's handle).
   const Model& only_model() const {
     if (models_.size() != 1)
@@ -314,7 +362,7 @@ class Service {
       throw Error("model '" + spec.name + "': a " +
                   architecture_name(m->model->config().architecture) +
                   " model without an entailment label serves no task");
-    m->runner = std::make_unique<BatchingRunner>(make_runner(*m->model, options_.backend), batching,
+    m->runner = std::make_unique<BatchingRunner>(guarded_runner(*m), batching,
                                                  [this, name = spec.name](const BatchRecord& r) {
                                                    if (options_.on_batch)
                                                      options_.on_batch(name, r);
@@ -327,6 +375,24 @@ class Service {
     warm_up(*m);
     m->load_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - started).count();
     models_.push_back(std::move(m));
+  }
+
+  // The model's runner on the service's backend, behind a circuit breaker when it has a fallback.
+  std::unique_ptr<Runner> guarded_runner(LoadedModel& m) const {
+    std::unique_ptr<Runner> primary = options_.runner_factory(*m.model, options_.backend);
+    const std::string fallback = fallback_backend_of(options_);
+    if (fallback.empty()) return primary;
+    auto breaker = std::make_unique<CircuitBreakerRunner>(
+        std::move(primary),
+        [factory = options_.runner_factory, &model = *m.model, fallback] {
+          return factory(model, fallback);
+        },
+        fallback, options_.breaker,
+        [name = m.name](const std::string& line) {
+          std::cerr << "tinybert: model '" << name << "': " << line << std::endl;
+        });
+    m.breaker = breaker.get();
+    return breaker;
   }
 
   // One small forward pass, so the first request does not pay for first-touch page faults

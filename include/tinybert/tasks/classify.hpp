@@ -399,9 +399,11 @@ class ZeroShotClassifier {
       }
     std::vector<std::vector<float>> vectors(keys.size());
     std::vector<size_t> uncached;
+    std::vector<std::optional<std::vector<float>>> cached = cache_->get_many(keys);
+    const auto hidden = static_cast<size_t>(model_.config().hidden_size);
     for (size_t k = 0; k < keys.size(); ++k) {
-      if (auto hit = cache_->get(keys[k])) {
-        vectors[k] = std::move(*hit);
+      if (cached[k] && cached[k]->size() == hidden) {  // a shared tier's entry could be foreign
+        vectors[k] = std::move(*cached[k]);
       } else {
         const Encoding e = tokenizer.encode(sequences[k], max_length);
         request.batch.add(e.ids, e.type_ids);
@@ -409,7 +411,6 @@ class ZeroShotClassifier {
       }
     }
     const std::vector<float> pooled = runner_.run(std::move(request)).values;
-    const auto hidden = static_cast<size_t>(model_.config().hidden_size);
     for (size_t u = 0; u < uncached.size(); ++u) {
       const size_t row = texts.size() + u;
       vectors[uncached[u]].assign(pooled.begin() + row * hidden,

@@ -1,9 +1,12 @@
 // LabelCache: a thread-safe LRU cache of label embeddings (and the content-free inputs'
-// embeddings that calibration subtracts) for zero-shot classification.
+// embeddings that calibration subtracts) for zero-shot classification, optionally in front of a
+// second, shared tier (RemoteLabelTier: Redis in tinybert-server) that replicas fill for each
+// other.
 #pragma once
 
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -16,24 +19,40 @@
 
 namespace tinybert {
 
-struct LabelCacheStats {
-  uint64_t hits = 0, misses = 0, evictions = 0;
-  size_t size = 0, capacity = 0;
+// The remote tier's own health, for metrics.
+struct RemoteTierStatus {
+  bool up = false;
+  uint64_t errors = 0;          // failed or timed-out operations
+  uint64_t garbage = 0;         // entries that were not a well-formed embedding
+  uint64_t dropped_writes = 0;  // puts not sent because the write queue was full or it was down
+  uint64_t outages = 0;
 };
 
-// What makes cached embeddings interchangeable: the file (path and size), the config's name and
-// the backend that computed them (an int8 vector is not an f32 one). A file converted again in
-// place with another size is another model.
+struct LabelCacheStats {
+  uint64_t hits = 0, misses = 0, evictions = 0;  // the local tier
+  size_t size = 0, capacity = 0;
+  uint64_t remote_hits = 0, remote_misses = 0;  // the remote tier, asked on local misses
+  std::optional<RemoteTierStatus> remote;       // when there is one
+};
+
+// What makes cached embeddings interchangeable: the model's content (its fingerprint, not its
+// path: replicas with their own copies share entries) and the backend that computed them (an
+// int8 vector is not an f32 one).
 inline std::string model_identity(const Model& model, const std::string& backend_name) {
-  std::string id = model.file().path();
-  id += '|';
-  id += std::to_string(model.file().file_bytes());
-  id += '|';
-  id += model.config().name;
-  id += '|';
-  id += backend_name;
-  return id;
+  return model.fingerprint() + '|' + backend_name;
 }
+
+// A second tier behind the local LRU, shared by processes. Its failures are its own business:
+// get() answers nullopt for anything it cannot deliver quickly and intact, put() never blocks.
+class RemoteLabelTier {
+ public:
+  virtual ~RemoteLabelTier() = default;
+  // One round trip for all keys; nullopt entries are misses.
+  virtual std::vector<std::optional<std::vector<float>>> get(
+      const std::vector<std::string>& keys) = 0;
+  virtual void put(const std::string& key, const std::vector<float>& value) = 0;
+  virtual RemoteTierStatus status() const = 0;
+};
 
 // Least-recently-used cache: get() moves a hit to the front, put() evicts from the back. One
 // mutex guards everything, so one cache can serve many classifiers on many threads.
@@ -80,8 +99,53 @@ class LabelCache {
     return it->second->second;
   }
 
-  // Inserts or refreshes an entry as the most recently used. A capacity of 0 stores nothing.
+  // get() for many keys: the local tier first, then one remote round trip for its misses (found
+  // entries are kept locally too).
+  std::vector<std::optional<std::vector<float>>> get_many(const std::vector<std::string>& keys) {
+    std::vector<std::optional<std::vector<float>>> out(keys.size());
+    std::vector<std::string> missing;
+    std::vector<size_t> where;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      out[i] = get(keys[i]);
+      if (!out[i]) {
+        missing.push_back(keys[i]);
+        where.push_back(i);
+      }
+    }
+    const std::shared_ptr<RemoteLabelTier> remote = remote_tier();
+    if (!remote || missing.empty()) return out;
+    std::vector<std::optional<std::vector<float>>> found = remote->get(missing);
+    found.resize(missing.size());
+    uint64_t hits = 0;
+    for (size_t m = 0; m < missing.size(); ++m) {
+      if (!found[m]) continue;
+      ++hits;
+      put_local(missing[m], *found[m]);
+      out[where[m]] = std::move(found[m]);
+    }
+    std::lock_guard lock(mutex_);
+    remote_hits_ += hits;
+    remote_misses_ += missing.size() - hits;
+    return out;
+  }
+
+  // Inserts or refreshes an entry, locally as the most recently used and in the remote tier.
   void put(const std::string& key, std::vector<float> value) {
+    if (const auto remote = remote_tier()) remote->put(key, value);
+    put_local(key, std::move(value));
+  }
+
+  void set_remote_tier(std::shared_ptr<RemoteLabelTier> remote) {
+    std::lock_guard lock(mutex_);
+    remote_ = std::move(remote);
+  }
+  std::shared_ptr<RemoteLabelTier> remote_tier() const {
+    std::lock_guard lock(mutex_);
+    return remote_;
+  }
+
+  // Local only. A capacity of 0 stores nothing.
+  void put_local(const std::string& key, std::vector<float> value) {
     std::lock_guard lock(mutex_);
     if (capacity_ == 0) return;
     if (auto it = index_.find(key); it != index_.end()) {
@@ -113,7 +177,10 @@ class LabelCache {
 
   LabelCacheStats stats() const {
     std::lock_guard lock(mutex_);
-    return {hits_, misses_, evictions_, entries_.size(), capacity_};
+    LabelCacheStats s{hits_,     misses_,      evictions_,     entries_.size(),
+                      capacity_, remote_hits_, remote_misses_, std::nullopt};
+    if (remote_) s.remote = remote_->status();
+    return s;
   }
 
  private:
@@ -130,7 +197,8 @@ class LabelCache {
   size_t capacity_;
   std::list<Entry> entries_;  // most recently used first
   std::unordered_map<std::string, std::list<Entry>::iterator> index_;
-  uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;
+  uint64_t hits_ = 0, misses_ = 0, evictions_ = 0, remote_hits_ = 0, remote_misses_ = 0;
+  std::shared_ptr<RemoteLabelTier> remote_;
 };
 
 }  // namespace tinybert
