@@ -841,7 +841,7 @@ TEST_CASE("Redis down, slow or back: no request fails, the tier is used again", 
   CHECK(metric(server, "tinybert_label_cache_remote_errors_total") >= 2);
 }
 
-TEST_CASE("--label-cache-redis URLs are checked at start", "[server][redis]") {
+TEST_CASE("Redis URLs (--label-cache-redis) are checked at start", "[server][redis]") {
   using tinybert::server::parse_redis_url;
   const auto a = parse_redis_url("redis://cache.internal:6380/2");
   CHECK(a.host == "cache.internal");
