@@ -148,7 +148,7 @@ TEST_CASE("the breaker moves passes to the fallback after N failures and probes 
   CHECK(s.fallbacks_made == 1);
 }
 
-TEST_CASE("late primary passes count as failures; their results are still used", "[breaker]") {
+TEST_CASE("late primary passes count as failures, their results are still used", "[breaker]") {
   Setup s;
   BreakerOptions options;
   options.pass_deadline = 5ms;
@@ -241,7 +241,7 @@ TEST_CASE("a Service loses no request while its model's backend fails and recove
              Catch::Contains("tinybert_breaker_state{model=\"bert\"} 0"));
 }
 
-TEST_CASE("no breaker without a fallback; the fallback defaults to int8 behind CUDA",
+TEST_CASE("no breaker without a fallback, and the fallback defaults to int8 behind CUDA",
           "[breaker][service]") {
   ServiceOptions o;
   o.backend = "f32";

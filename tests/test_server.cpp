@@ -275,7 +275,7 @@ TEST_CASE("malformed requests are 400s that say what and where", "[server][error
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("does not serve fill-mask"));
 }
 
-TEST_CASE("classify with calibrate and a list of templates; content-free inputs cached; 400s",
+TEST_CASE("classify with calibrate and a list of templates, content-free inputs cached, 400s",
           "[server][calibrate]") {
   const ServerProcess server(tiny_models());
   const auto classify = [&](json body) {
@@ -764,7 +764,7 @@ bool eventually(Pred pred) {
 
 }  // namespace
 
-TEST_CASE("replicas share label embeddings through Redis; garbage there is a miss",
+TEST_CASE("replicas share label embeddings through Redis, and garbage there is a miss",
           "[server][redis]") {
   RedisProcess redis;
   const std::string model = tiny_model("tiny-bert");
