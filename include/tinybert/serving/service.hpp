@@ -355,7 +355,7 @@ class Service {
     try {
       m->model = std::make_unique<Model>(spec.path);
     } catch (const Error& e) {
-      throw Error("model '" + spec.name + "' (" + spec.path + "): " + e.what());
+      throw Error("model '" + spec.name + "': " + e.what());  // the message names the file
     }
     m->tasks = tasks_of(*m->model);
     if (m->tasks.empty())
@@ -436,8 +436,17 @@ class Service {
       throw ApiError(404, "not_found", "unknown model '" + *name + "'");
     }
     auto it = defaults_.find(task);
-    if (it == defaults_.end())
-      throw ApiError(404, "not_found", "no model serves " + task + " on this server");
+    if (it == defaults_.end()) {
+      std::string message = "no model serves " + task + " here";
+      if (models_.size() == 1) {  // e.g. the C API's one model: say what it is
+        const LoadedModel& only = *models_[0];
+        message += ": '" + only.name + "' is a " +
+                   architecture_name(only.model->config().architecture) + " model (";
+        for (size_t i = 0; i < only.tasks.size(); ++i) message += (i ? ", " : "") + only.tasks[i];
+        message += ")";
+      }
+      throw ApiError(404, "not_found", message);
+    }
     return *it->second;
   }
 
