@@ -24,4 +24,8 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "setup: installing playwright-core for the browser test"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+if [ ! -d tests/scaleout/node_modules/kubernetes-models ]; then
+  echo "setup: installing kubernetes-models for the manifest schema check"
+  (cd tests/scaleout && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 echo "setup: build and test dependencies present"

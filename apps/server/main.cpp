@@ -1,9 +1,12 @@
 // tinybert-server: the three tasks and embeddings over HTTP (docs/api.md), with micro-batching
 // across connections and the embedded web page at /.
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -29,6 +32,13 @@ class HttpFrontEnd {
       return new httplib::ThreadPool(static_cast<size_t>(threads));
     };
     http_.set_keep_alive_max_count(100000);
+    // Headers and body leave in two writes: without TCP_NODELAY each response waits for the
+    // client's delayed ACK (~40 ms a request on one connection). Accepted sockets inherit it.
+    http_.set_tcp_nodelay(true);
+    http_.set_socket_options([this](socket_t socket) {
+      httplib::default_socket_options(socket);
+      if (listen_socket_ < 0) listen_socket_ = socket;  // the first: the listening one
+    });
     // Bodies over the limit are refused while reading (413) instead of being buffered.
     http_.set_payload_max_length(options.limits.max_body_bytes);
     route_post("/v1/classify", [this](const std::string& body) { return service_.classify(body); });
@@ -95,6 +105,11 @@ class HttpFrontEnd {
                          : (http_.bind_to_port(options_.host, options_.port) ? options_.port : -1);
     if (port < 0)
       throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port));
+    // Debian's compiled cpp-httplib listens with a backlog of 5: a burst of new connections
+    // (a load balancer reconnecting) overflows it and waits 1-3 s for SYN retries. Listening
+    // again raises the backlog of the bound socket.
+    if (listen_socket_ >= 0 && ::listen(listen_socket_, SOMAXCONN) != 0)
+      throw Error("cannot raise the listen backlog: " + std::string(std::strerror(errno)));
     return port;
   }
   void serve() {
@@ -183,6 +198,7 @@ class HttpFrontEnd {
   Service& service_;
   Metrics& metrics_;
   httplib::Server http_;
+  socket_t listen_socket_ = -1;
   std::atomic<bool> draining_{false}, served_{false};
 };
 

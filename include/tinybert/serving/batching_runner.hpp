@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tinybert/runner.hpp"
+#include "tinybert/serving/compute_thread.hpp"
 
 namespace tinybert {
 
@@ -306,10 +307,11 @@ class BatchingRunner final : public Runner {
     if (on_batch_) on_batch_(record);
   }
 
+  // On the process's one compute thread (compute_thread.hpp): one OpenMP pool for all passes.
   ForwardResult run_inner(const ForwardRequest& request) {
     std::unique_lock<std::mutex> compute;
     if (options_.compute_mutex) compute = std::unique_lock(*options_.compute_mutex);
-    return inner_->run(request);
+    return ComputeThread::instance().run([&] { return inner_->run(request); });
   }
 
   std::unique_ptr<Runner> inner_;

@@ -379,7 +379,9 @@ class Service {
 
   // The model's runner on the service's backend, behind a circuit breaker when it has a fallback.
   std::unique_ptr<Runner> guarded_runner(LoadedModel& m) const {
-    std::unique_ptr<Runner> primary = options_.runner_factory(*m.model, options_.backend);
+    // weights are prepared (oneDNN reorders, OpenMP) on the thread that will run the passes
+    std::unique_ptr<Runner> primary = ComputeThread::instance().run(
+        [&] { return options_.runner_factory(*m.model, options_.backend); });
     const std::string fallback = fallback_backend_of(options_);
     if (fallback.empty()) return primary;
     auto breaker = std::make_unique<CircuitBreakerRunner>(
