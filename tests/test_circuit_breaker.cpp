@@ -15,13 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string tiny_tbw(const std::string& name) {
-  const auto out = test::scratch_dir("breaker") / (name + ".tbw");
-  if (!std::filesystem::exists(out))
-    convert::convert_folder(test::test_data_dir() / "tiny" / name, out.string());
-  return out.string();
-}
-
 // A real runner whose passes can be made to fail or to take longer, from another thread.
 struct Faults {
   std::atomic<int> fail_next{0};  // the next N passes throw
@@ -72,7 +65,7 @@ ForwardRequest pooled_request(const Model& model, const std::string& text) {
 }
 
 struct Setup {
-  std::string path = tiny_tbw("tiny-bert");
+  std::string path = test::tiny_tbw("tiny-bert");
   Model model{path};
   Faults faults;
   std::atomic<int> fallbacks_made{0};
@@ -178,7 +171,7 @@ TEST_CASE("invalid requests are the caller's error, not a backend failure", "[br
 
 TEST_CASE("a Service loses no request while its model's backend fails and recovers",
           "[breaker][service]") {
-  const std::string path = tiny_tbw("tiny-bert");
+  const std::string path = test::tiny_tbw("tiny-bert");
   Faults faults;
   ServiceOptions options;
   options.models = {{"bert", path}};
@@ -255,7 +248,7 @@ TEST_CASE("no breaker without a fallback, and the fallback defaults to int8 behi
   CHECK(fallback_backend_of(o).empty());  // falling back to itself is no fallback
 
   ServiceOptions plain;
-  plain.models = {{"bert", tiny_tbw("tiny-bert")}};
+  plain.models = {{"bert", test::tiny_tbw("tiny-bert")}};
   plain.backend = "ref";
   Service service(plain);
   CHECK_FALSE(service.model_health()[0].breaker);

@@ -26,19 +26,9 @@
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
+using tinybert::test::tiny_tbw;
 
 namespace {
-
-// A tiny model converted once per test process.
-std::string tiny_model(const std::string& name) {
-  const auto out = tinybert::test::scratch_dir("server") / (name + ".tbw");
-  if (!fs::exists(out)) {
-    tinybert::convert::ConvertOptions options;
-    tinybert::convert::convert_folder(tinybert::test::test_data_dir() / "tiny" / name, out.string(),
-                                      options);
-  }
-  return out.string();
-}
 
 std::string real_model(const std::string& name) {
   const auto folder = tinybert::test::shared_path_or_skip("models/" + name);
@@ -51,8 +41,8 @@ std::string real_model(const std::string& name) {
 }
 
 std::vector<std::string> tiny_models() {
-  return {"--model", "bert=" + tiny_model("tiny-bert"), "--model", "mlm=" + tiny_model("tiny-mlm"),
-          "--model", "uie=" + tiny_model("tiny-uie"),   "--model", "nli=" + tiny_model("tiny-nli")};
+  return {"--model", "bert=" + tiny_tbw("tiny-bert"), "--model", "mlm=" + tiny_tbw("tiny-mlm"),
+          "--model", "uie=" + tiny_tbw("tiny-uie"),   "--model", "nli=" + tiny_tbw("tiny-nli")};
 }
 
 // tinybert-server in a child process on a free port; stopped with SIGTERM (and checked to exit
@@ -383,7 +373,7 @@ TEST_CASE("over-limit requests are 413s, unknown things 404s, wrong methods 405s
 }
 
 TEST_CASE("a task without a model is a 404 and the models list says so", "[server][errors]") {
-  const ServerProcess server({"--model", "mlm=" + tiny_model("tiny-mlm")});
+  const ServerProcess server({"--model", "mlm=" + tiny_tbw("tiny-mlm")});
   const json e = error_of(server.post("/v1/extract", json{{"input", "a"}, {"schema", "a"}}), 404);
   CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("no model serves extract"));
   const json models = body_of(server.get("/v1/models"));
@@ -500,7 +490,7 @@ TEST_CASE("a server asked for the GPU serves on the CPU when there is none",
 // --max-body-bytes, and refuse only multipart bodies (415).
 TEST_CASE("curl's default Content-Type: bodies up to --max-body-bytes, not 8 KB", "[server]") {
   if (shell("command -v curl").empty()) tinybert::test::skip("curl not found");
-  const ServerProcess server({"--model", "bert=" + tiny_model("tiny-bert"), "--backend", "ref",
+  const ServerProcess server({"--model", "bert=" + tiny_tbw("tiny-bert"), "--backend", "ref",
                               "--max-body-bytes", "40000"});
   const auto file = tinybert::test::scratch_dir("curl") / "big.json";
   std::string text;
@@ -556,7 +546,7 @@ TEST_CASE("a model whose passes pass their deadline moves to its fallback backen
   CHECK_THAT(metrics->body, Catch::Contains("tinybert_breaker_trips_total{model=\"bge\"} 1"));
 
   // Without a fallback there is no breaker: healthy, and no breaker series.
-  const ServerProcess plain({"--model", "bert=" + tiny_model("tiny-bert"), "--backend", "ref",
+  const ServerProcess plain({"--model", "bert=" + tiny_tbw("tiny-bert"), "--backend", "ref",
                              "--fallback-backend", "none", "--pass-deadline-ms", "1"});
   CHECK(body_of(plain.get("/health"))["status"] == "ready");
   CHECK_THAT(plain.get("/metrics")->body, !Catch::Contains("tinybert_breaker_state{"));
@@ -604,7 +594,7 @@ TEST_CASE("ModelScope models: SiameseUIE extraction in both shapes", "[server][m
     return out.string();
   };
   const ServerProcess server(
-      {"--model", "siamese=" + convert("siamese-uie"), "--model", "uie=" + tiny_model("tiny-uie")});
+      {"--model", "siamese=" + convert("siamese-uie"), "--model", "uie=" + tiny_tbw("tiny-uie")});
   std::ifstream golden_file(folder / "siamese-uie/golden.json");
   const auto golden = nlohmann::ordered_json::parse(golden_file);
   // {"人物": {"比赛项目": null, "参赛地点": null}}
@@ -792,7 +782,7 @@ bool eventually(Pred pred) {
 TEST_CASE("replicas share label embeddings through Redis, and garbage there is a miss",
           "[server][redis]") {
   RedisProcess redis;
-  const std::string model = tiny_model("tiny-bert");
+  const std::string model = tiny_tbw("tiny-bert");
   // Replica B opens its own copy at another path: the key is the content, not the path.
   const auto copy = tinybert::test::scratch_dir("server-copy") / "same-model.tbw";
   fs::copy_file(model, copy, fs::copy_options::overwrite_existing);
@@ -828,7 +818,7 @@ TEST_CASE("replicas share label embeddings through Redis, and garbage there is a
 
 TEST_CASE("Redis down, slow or back: no request fails, the tier is used again", "[server][redis]") {
   RedisProcess redis;
-  ServerProcess server({"--model", "bert=" + tiny_model("tiny-bert"), "--backend", "ref",
+  ServerProcess server({"--model", "bert=" + tiny_tbw("tiny-bert"), "--backend", "ref",
                         "--label-cache-redis", redis.url()});
   int label = 0;
   const auto classify_new_labels = [&] {  // every call misses both tiers for its labels

@@ -80,6 +80,14 @@ inline std::unique_ptr<Model> convert_model(const std::filesystem::path& folder,
   return std::make_unique<Model>(out.string());
 }
 
+// tests/data/tiny/NAME converted once per test process, into the scratch directory: its path.
+inline std::string tiny_tbw(const std::string& name) {
+  const auto out = scratch_dir("tiny") / (name + ".tbw");
+  if (!std::filesystem::exists(out))
+    convert::convert_folder(test_data_dir() / "tiny" / name, out.string());
+  return out.string();
+}
+
 // Calls call(i) for every request i from 4 threads at once, each thread starting at another
 // request and going round twice; returns what each thread got per request. Catch's macros are
 // not thread-safe, so the caller checks afterwards.

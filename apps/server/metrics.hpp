@@ -146,29 +146,32 @@ class Metrics {
          double(r.dropped_writes)},
         {"tinybert_label_cache_remote_outages_total", "counter", "Times the shared tier went down.",
          double(r.outages)}};
-    for (const auto& s : series)
-      out << "# HELP " << s.name << " " << s.help << "\n# TYPE " << s.name << " " << s.type << "\n"
-          << s.name << " " << s.value << "\n";
+    for (const auto& s : series) {
+      family(out, s.name, s.type, s.help);
+      out << s.name << " " << s.value << "\n";
+    }
+  }
+
+  // A metric family's HELP and TYPE lines.
+  static void family(std::ostream& out, const char* name, const char* type, const char* help) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
   }
 
   // Circuit breakers (models with a fallback backend) and accelerator memory (models on one).
   static void render_health(std::ostream& out, const std::vector<Service::ModelHealth>& health) {
-    const auto family = [&](const char* name, const char* type, const char* help) {
-      out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
-    };
-    family("tinybert_breaker_state", "gauge",
+    family(out, "tinybert_breaker_state", "gauge",
            "0 closed (on its backend), 1 open (on the fallback), 2 half-open (probing).");
     for (const auto& h : health)
       if (h.breaker)
         out << "tinybert_breaker_state{model=\"" << h.name << "\"} "
             << static_cast<int>(h.breaker->state) << "\n";
-    family("tinybert_breaker_trips_total", "counter",
+    family(out, "tinybert_breaker_trips_total", "counter",
            "Times a model's passes moved to its fallback backend.");
     for (const auto& h : health)
       if (h.breaker)
         out << "tinybert_breaker_trips_total{model=\"" << h.name << "\"} " << h.breaker->trips
             << "\n";
-    family("tinybert_device_memory_bytes", "gauge",
+    family(out, "tinybert_device_memory_bytes", "gauge",
            "Accelerator memory: this model's (ours) and the device's (used, total).");
     for (const auto& h : health)
       if (h.device_memory)

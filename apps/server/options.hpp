@@ -27,7 +27,7 @@ struct ServerOptions {
   size_t queue_size = 1024;
   int64_t request_timeout_ms = 30000;
   size_t label_cache_size = 4096;
-  std::string label_cache_redis;  // redis://host:port/db: the shared second tier; empty: none
+  std::optional<RedisAddress> label_cache_redis;  // the shared second tier (redis://host:port/db)
   int64_t label_cache_ttl_s = 7 * 24 * 3600;
   int64_t label_cache_redis_timeout_ms = 5;
   std::string cors_origin;  // empty: no CORS headers
@@ -137,8 +137,8 @@ inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
   o.label_cache_size = static_cast<size_t>(
       parse_int(args.value("--label-cache", "4096"), "--label-cache", 1, 1 << 24));
   o.cors_origin = args.value("--cors-origin");
-  o.label_cache_redis = args.value("--label-cache-redis");
-  if (!o.label_cache_redis.empty()) parse_redis_url(o.label_cache_redis);  // fail at start
+  if (const std::string url = args.value("--label-cache-redis"); !url.empty())
+    o.label_cache_redis = parse_redis_url(url);  // a bad URL fails at start
   o.label_cache_ttl_s =
       parse_int(args.value("--label-cache-ttl-s", "604800"), "--label-cache-ttl-s", 0, 1LL << 31);
   o.label_cache_redis_timeout_ms = parse_int(args.value("--label-cache-redis-timeout-ms", "5"),
@@ -178,9 +178,9 @@ inline ServiceOptions service_options(const ServerOptions& o, Metrics& metrics) 
   s.batching.max_wait = std::chrono::microseconds(o.max_wait_us);
   s.batching.queue_capacity = o.queue_size;
   s.label_cache_size = o.label_cache_size;
-  if (!o.label_cache_redis.empty()) {
+  if (o.label_cache_redis) {
     RedisTierOptions redis;
-    redis.address = parse_redis_url(o.label_cache_redis);
+    redis.address = *o.label_cache_redis;
     redis.ttl_seconds = o.label_cache_ttl_s;
     redis.timeout = std::chrono::milliseconds(o.label_cache_redis_timeout_ms);
     s.label_tier = std::make_shared<RedisLabelTier>(redis);

@@ -40,9 +40,8 @@ struct BatchingOptions {
   int64_t max_batch_tokens = 8192;  // a single larger pass still runs, alone
   std::chrono::microseconds max_wait{2000};
   size_t queue_capacity = 1024;  // waiting passes; one more is Overloaded
-  // Shared by the runners of all models of a process, so that two models never run their
-  // (already multi-threaded) forward passes at the same time on a small CPU.
-  std::shared_ptr<std::mutex> compute_mutex;
+  // Passes of all models of a process never run at the same time: every BatchingRunner hands
+  // them to the one ComputeThread.
 };
 
 // What one merged forward pass was, for metrics.
@@ -307,10 +306,9 @@ class BatchingRunner final : public Runner {
     if (on_batch_) on_batch_(record);
   }
 
-  // On the process's one compute thread (compute_thread.hpp): one OpenMP pool for all passes.
+  // On the process's one compute thread (compute_thread.hpp): one OpenMP pool for all passes,
+  // and the passes of several models one after another, never competing for the cores.
   ForwardResult run_inner(const ForwardRequest& request) {
-    std::unique_lock<std::mutex> compute;
-    if (options_.compute_mutex) compute = std::unique_lock(*options_.compute_mutex);
     return ComputeThread::instance().run([&] { return inner_->run(request); });
   }
 

@@ -33,7 +33,7 @@ struct ModelSpec {
 struct ServiceOptions {
   std::vector<ModelSpec> models;
   std::string backend = default_backend();
-  BatchingOptions batching;  // a compute mutex is made when none is given
+  BatchingOptions batching;
   size_t label_cache_size = 4096;
   std::shared_ptr<RemoteLabelTier> label_tier;  // shared tier behind the local label cache
   RequestLimits limits;
@@ -135,9 +135,7 @@ class Service {
       : options_(std::move(options)),
         label_cache_(std::make_shared<LabelCache>(options_.label_cache_size)) {
     label_cache_->set_remote_tier(options_.label_tier);
-    BatchingOptions batching = options_.batching;
-    if (!batching.compute_mutex) batching.compute_mutex = std::make_shared<std::mutex>();
-    for (const ModelSpec& spec : options_.models) load(spec, batching);
+    for (const ModelSpec& spec : options_.models) load(spec);
     for (const char* task : kTasks)
       for (const auto& m : models_)
         if (std::find(m->tasks.begin(), m->tasks.end(), task) != m->tasks.end() &&
@@ -347,7 +345,7 @@ class Service {
     return false;
   }
 
-  void load(const ModelSpec& spec, const BatchingOptions& batching) {
+  void load(const ModelSpec& spec) {
     const auto started = SteadyClock::now();
     auto m = std::make_unique<LoadedModel>();
     m->name = spec.name;
@@ -362,7 +360,7 @@ class Service {
       throw Error("model '" + spec.name + "': a " +
                   architecture_name(m->model->config().architecture) +
                   " model without an entailment label serves no task");
-    m->runner = std::make_unique<BatchingRunner>(guarded_runner(*m), batching,
+    m->runner = std::make_unique<BatchingRunner>(guarded_runner(*m), options_.batching,
                                                  [this, name = spec.name](const BatchRecord& r) {
                                                    if (options_.on_batch)
                                                      options_.on_batch(name, r);
