@@ -29,7 +29,7 @@ nlohmann::ordered_json read_schema(const Args& args) {
   }
   try {
     return nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
+  } catch (const nlohmann::ordered_json::exception& e) {  // parse_error, or out_of_range (1e400)
     throw Error(std::string("schema is not valid JSON: ") + e.what());
   }
 }
@@ -51,7 +51,7 @@ int extract_siamese(const Args& args, const Model& model, const Schema& schema) 
   SiameseOptions options;
   if (args.has("--threshold")) options.threshold = parse_threshold(args.value("--threshold"), true);
   const ExtractFormat format = parse_extract_format(args.value("--format", "uie"));
-  const auto runner = make_runner(model, args.value("--backend", default_backend()));
+  const auto runner = make_cli_runner(model, args);
   const SiameseExtractor extractor(*runner, options);
   const auto texts = input_texts(args);
   std::cout << to_json(extractor.run(texts, schema), format).dump() << "\n";
@@ -81,7 +81,7 @@ int cmd_extract(const std::vector<std::string>& raw) {
   if (args.has("--overlap"))
     options.window_overlap = parse_int(args.value("--overlap"), "--overlap", 0, 1 << 20);
   options.english = args.has("--english");
-  const auto runner = make_runner(model, args.value("--backend", default_backend()));
+  const auto runner = make_cli_runner(model, args);
   const Extractor extractor(*runner, options);
   const auto texts = input_texts(args);
   std::cout << to_json(extractor.run(texts, schema)).dump() << "\n";

@@ -2,12 +2,16 @@
 // scheduler's queue, deadline and shutdown, on a server started on a free port.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <future>
 #include <map>
@@ -56,13 +60,15 @@ class ServerProcess {
     args.insert(args.end(), {"--port", "0", "--port-file", port_file.string()});
     if (std::find(args.begin(), args.end(), "--backend") == args.end())
       args.insert(args.end(), {"--backend", "f32"});
-    std::vector<char*> argv{const_cast<char*>(TINYBERT_SERVER)};
+    // (through a cross build's emulator: tinybert::test::program_argv)
+    args.insert(args.begin(), program_.begin(), program_.end());
+    std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
-      ::execv(TINYBERT_SERVER, argv.data());
+      ::execvp(argv[0], argv.data());
       std::_Exit(127);
     }
     for (int i = 0; i < 600 && port_ == 0; ++i) {  // up to 60 s (sanitizer builds load slowly)
@@ -110,6 +116,7 @@ class ServerProcess {
 
  private:
   static inline int count_ = 0;
+  const std::vector<std::string> program_ = tinybert::test::program_argv(TINYBERT_SERVER);
   pid_t pid_ = -1;
   int port_ = 0;
 };
@@ -472,7 +479,7 @@ TEST_CASE("SIGTERM finishes the requests in flight, then the server exits 0", "[
   CHECK(r->status == 200);
 }
 
-#ifdef TINYBERT_HAVE_CUDA  // the server links tinybert::cuda too
+#ifdef TINYBERT_HAVE_CUDA  // a CUDA build: the server loads the CUDA plugin of this build
 TEST_CASE("a server asked for the GPU serves on the CPU when there is none",
           "[server][cuda-fallback]") {
   if (!tinybert::cuda_unavailable_reason())
@@ -872,4 +879,193 @@ TEST_CASE("Redis URLs (--label-cache-redis) are checked at start", "[server][red
   CHECK(RedisLabelTier::decode(encoded.data(), encoded.size()) == v);
   CHECK_FALSE(RedisLabelTier::decode(encoded.data(), encoded.size() - 1));
   CHECK_FALSE(RedisLabelTier::decode("TBL2", 4));
+}
+
+// ---- clients that are slow, idle or do not speak HTTP (issue 16, 2e) ------------------------
+
+namespace {
+
+// A plain TCP connection to the server, for what an HTTP client library would not send.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    REQUIRE(fd_ >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    const timeval timeout{30, 0};  // no test waits this long for an answer that comes
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  }
+  ~RawConnection() { ::close(fd_); }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool send(const std::string& data) const {
+    return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+  }
+  // Whether the server has answered or closed: bytes (or the end) are waiting to be read.
+  bool has_input() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+  // One response: status line and headers, then Content-Length bytes of body unless it answers
+  // a HEAD request ("" when the connection ends first).
+  std::string read_response(bool head_request = false) {
+    while (pending_.find("\r\n\r\n") == std::string::npos)
+      if (!receive()) return std::exchange(pending_, "");
+    const size_t head_end = pending_.find("\r\n\r\n") + 4;
+    size_t length = 0;
+    const std::string head = lower(pending_.substr(0, head_end));
+    if (const size_t at = head.find("content-length:"); at != std::string::npos)
+      length = std::stoul(head.substr(at + 15));
+    if (head_request || head.find(" 100 continue") != std::string::npos) length = 0;
+    while (pending_.size() < head_end + length)
+      if (!receive()) break;
+    std::string response = pending_.substr(0, head_end + length);
+    pending_.erase(0, response.size());
+    return response;
+  }
+  // Whether the server closed the connection (reads to the end).
+  bool closed_by_server() {
+    while (receive()) {
+    }
+    return errno_ == 0;
+  }
+
+ private:
+  static std::string lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  }
+  bool receive() {
+    char buffer[16384];
+    const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+    errno_ = n < 0 ? errno : 0;
+    if (n <= 0) return false;
+    pending_.append(buffer, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_;
+  int errno_ = 0;
+  std::string pending_;
+};
+
+int status_of(const std::string& response) {
+  return response.size() > 12 ? std::stoi(response.substr(9, 3)) : 0;
+}
+json body_of(const std::string& response) {
+  return json::parse(response.substr(response.find("\r\n\r\n") + 4));
+}
+
+}  // namespace
+
+// Before issue 16 the server had a thread per connection: 70 clients dribbling a body held all
+// of them and nobody else was answered. Now reading is done by an event loop under one deadline
+// per request, and only complete requests take one of --threads workers.
+TEST_CASE("slow clients hold no worker: others are answered, the slow ones get 408 in time",
+          "[server][slow]") {
+  auto args = tiny_models();
+  args.insert(args.end(),
+              {"--threads", "2", "--read-timeout-ms", "3000", "--keep-alive-timeout-ms", "1000"});
+  const ServerProcess server(args);
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 70; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(server.port()));
+    REQUIRE(
+        slow.back()->send("POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                          "application/json\r\nContent-Length: 100\r\n\r\n{"));
+  }
+  RawConnection idle(server.port());
+  // A byte every 200 ms from every slow client: a per-read timeout would never fire.
+  std::atomic<bool> dribbling{true};
+  std::thread dribble([&] {
+    while (dribbling) {
+      for (auto& c : slow) c->send(" ");
+      std::this_thread::sleep_for(200ms);
+    }
+  });
+  for (int i = 0; i < 5; ++i)
+    CHECK(body_of(server.post("/v1/embeddings", json{{"input", "天气"}}))["data"].size() == 1);
+  // ... answered while every slow client was still connected and unanswered:
+  int unanswered = 0;
+  for (auto& c : slow) unanswered += c->has_input() ? 0 : 1;
+  CHECK(unanswered == 70);
+  for (auto& c : slow) {
+    const std::string response = c->read_response();
+    CHECK(status_of(response) == 408);
+    if (status_of(response) == 408) CHECK(body_of(response)["error"]["type"] == "timeout");
+  }
+  dribbling = false;
+  dribble.join();
+  // The idle connection was closed after --keep-alive-timeout-ms, without a response.
+  CHECK(idle.read_response().empty());
+  CHECK(idle.closed_by_server());
+}
+
+TEST_CASE("what is not HTTP or too large is refused with a JSON error, then the connection closes",
+          "[server][errors]") {
+  auto args = tiny_models();
+  args.insert(args.end(), {"--max-body-bytes", "4096"});
+  const ServerProcess server(args);
+  {
+    RawConnection c(server.port());
+    REQUIRE(c.send("NOT HTTP AT ALL\r\n\r\n"));
+    const std::string r = c.read_response();
+    CHECK(status_of(r) == 400);
+    CHECK(body_of(r)["error"]["type"] == "bad_http");
+    CHECK(c.closed_by_server());
+  }
+  {  // refused from its Content-Length, before a byte of the body is sent
+    RawConnection c(server.port());
+    REQUIRE(c.send("POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n"));
+    const std::string r = c.read_response();
+    CHECK(status_of(r) == 413);
+    CHECK_THAT(body_of(r)["error"]["message"].get<std::string>(),
+               Catch::Contains("over --max-body-bytes (4096 bytes)"));
+  }
+  {  // chunked: refused when the limit is reached while reading
+    RawConnection c(server.port());
+    REQUIRE(
+        c.send("POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "2000\r\n" +
+               std::string(0x2000, ' ') + "\r\n0\r\n\r\n"));
+    CHECK(status_of(c.read_response()) == 413);
+  }
+  {
+    RawConnection c(server.port());
+    REQUIRE(c.send("GET /health HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(100000, 'x') +
+                   "\r\n\r\n"));
+    CHECK(status_of(c.read_response()) == 431);
+  }
+}
+
+TEST_CASE("HTTP/1.1 as clients use it: 100-continue, pipelining, HEAD, keep-alive", "[server]") {
+  const ServerProcess server(tiny_models());
+  RawConnection c(server.port());
+  const std::string body = json{{"input", "天气"}}.dump();
+  const std::string post =
+      "POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n";
+  // curl sends Expect: 100-continue for bodies over 1 KB and waits a second for the answer.
+  REQUIRE(c.send(post + "Expect: 100-continue\r\n\r\n"));
+  CHECK(status_of(c.read_response()) == 100);
+  REQUIRE(c.send(body));
+  CHECK(status_of(c.read_response()) == 200);
+  // Two requests in one write, answered in order on the same connection.
+  REQUIRE(c.send(post + "\r\n" + body + "GET /health HTTP/1.1\r\nHost: t\r\n\r\n"));
+  const std::string first = c.read_response(), second = c.read_response();
+  CHECK(status_of(first) == 200);
+  CHECK(body_of(first)["data"].size() == 1);
+  CHECK(status_of(second) == 200);
+  CHECK(body_of(second)["status"] == "ready");
+  REQUIRE(c.send("HEAD /health HTTP/1.1\r\nHost: t\r\n\r\n"));
+  const std::string head = c.read_response(/*head_request=*/true);
+  CHECK(status_of(head) == 200);
+  CHECK(head.substr(head.find("\r\n\r\n") + 4).empty());
+  REQUIRE(c.send("GET /v1/models HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  CHECK(status_of(c.read_response()) == 200);
+  CHECK(c.closed_by_server());
 }

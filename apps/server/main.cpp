@@ -15,191 +15,185 @@
 #include "openapi.hpp"
 #include "options.hpp"
 #include "web_assets.hpp"
-// After Eigen (through service.hpp): httplib.h brings <resolv.h>, whose `_res` macro breaks
-// Eigen's headers that name a parameter `_res`.
-#include <httplib.h>
+// After Eigen (through service.hpp): Asio brings <resolv.h>-style headers whose macros break
+// Eigen's headers.
+#include "http_server.hpp"
 
 namespace {
 
 using namespace tinybert;
 using namespace tinybert::server;
 
+// The routes: what each path and method does, and the JSON errors of everything else.
 class HttpFrontEnd {
  public:
   HttpFrontEnd(const ServerOptions& options, Service& service, Metrics& metrics)
-      : options_(options), service_(service), metrics_(metrics) {
-    http_.new_task_queue = [threads = options.threads] {
-      return new httplib::ThreadPool(static_cast<size_t>(threads));
+      : options_(options),
+        service_(service),
+        metrics_(metrics),
+        http_(
+            http_options(options), [this](const HttpRequest& r) { return route(r); },
+            [this](int status, const std::string& type, const std::string& message,
+                   const std::string& path) {
+              if (is_task_path(path)) metrics_.record_request(path, status, 0);
+              return json_response(status, ApiError(status, type, message).body());
+            }) {
+    tasks_ = {
+        {"/v1/classify", [this](const std::string& body) { return service_.classify(body); }},
+        {"/v1/fill-mask", [this](const std::string& body) { return service_.fill_mask(body); }},
+        {"/v1/extract", [this](const std::string& body) { return service_.extract(body); }},
+        {"/v1/embeddings", [this](const std::string& body) { return service_.embeddings(body); }},
     };
-    http_.set_keep_alive_max_count(100000);
-    // Headers and body leave in two writes: without TCP_NODELAY each response waits for the
-    // client's delayed ACK (~40 ms a request on one connection). Accepted sockets inherit it.
-    http_.set_tcp_nodelay(true);
-    http_.set_socket_options([this](socket_t socket) {
-      httplib::default_socket_options(socket);
-      if (listen_socket_ < 0) listen_socket_ = socket;  // the first: the listening one
-    });
-    // Bodies over the limit are refused while reading (413) instead of being buffered.
-    http_.set_payload_max_length(options.limits.max_body_bytes);
-    route_post("/v1/classify", [this](const std::string& body) { return service_.classify(body); });
-    route_post("/v1/fill-mask",
-               [this](const std::string& body) { return service_.fill_mask(body); });
-    route_post("/v1/extract", [this](const std::string& body) { return service_.extract(body); });
-    route_post("/v1/embeddings",
-               [this](const std::string& body) { return service_.embeddings(body); });
-    route_get("/v1/models",
-              [this](httplib::Response& res) { send_json(res, 200, service_.models()); });
-    route_get("/openapi.json",
-              [](httplib::Response& res) { send_json(res, 200, openapi_document()); });
-    route_get("/metrics", [this](httplib::Response& res) {
-      res.set_content(metrics_.render(service_.queue_depths(), service_.label_cache_stats(),
-                                      service_.model_health()),
-                      "text/plain; version=0.0.4; charset=utf-8");
-    });
-    // Ready while not draining; "degraded" (still 200: it answers) while a model serves from
-    // its fallback backend, with which and why.
-    route_get("/health", [this](httplib::Response& res) {
-      const bool ready = !draining_;
-      json health = service_.health();
-      if (!ready) health["status"] = "draining";
-      health["live"] = true;
-      health["ready"] = ready;
-      send_json(res, ready ? 200 : 503, health);
-    });
-    for (const WebAsset& asset : web_assets()) {
-      const auto serve_asset = [&asset](httplib::Response& res) {
-        res.set_content(asset.data.data(), asset.data.size(), std::string(asset.content_type));
-      };
-      route_get("/" + std::string(asset.path), serve_asset);
-      if (asset.path == "index.html") route_get("/", serve_asset);
-    }
-    if (!options.cors_origin.empty())
-      http_.Options(R"(/.*)",
-                    [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
-    http_.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
-      if (!options_.cors_origin.empty()) {
-        res.set_header("Access-Control-Allow-Origin", options_.cors_origin);
-        res.set_header("Access-Control-Allow-Headers", "Content-Type");
-        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-      }
-    });
-    // Whatever no handler answered (unknown path, body over the limit) still gets a JSON error.
-    http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-      if (!res.body.empty()) return;
-      if (res.status == 413) {
-        send_json(res, 413, too_large("the body is over the server's limit").body());
-      } else if (res.status == 404) {
-        send_json(res, 404,
-                  ApiError(404, "not_found", "no endpoint " + req.method + " " + req.path).body());
-      } else {
-        send_json(res, res.status,
-                  ApiError(res.status, "http", "HTTP status " + std::to_string(res.status)).body());
-      }
-    });
   }
 
-  // Binds (port 0: any free port) and returns the port.
   int bind() {
-    const int port = options_.port == 0
-                         ? http_.bind_to_any_port(options_.host)
-                         : (http_.bind_to_port(options_.host, options_.port) ? options_.port : -1);
-    if (port < 0)
-      throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port));
-    // Debian's compiled cpp-httplib listens with a backlog of 5: a burst of new connections
-    // (a load balancer reconnecting) overflows it and waits 1-3 s for SYN retries. Listening
-    // again raises the backlog of the bound socket.
-    if (listen_socket_ >= 0 && ::listen(listen_socket_, SOMAXCONN) != 0)
-      throw Error("cannot raise the listen backlog: " + std::string(std::strerror(errno)));
-    return port;
+    try {
+      return http_.bind();
+    } catch (const std::exception& e) {
+      throw Error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) + ": " +
+                  e.what());
+    }
   }
-  void serve() {
-    http_.listen_after_bind();
-    served_ = true;
-  }
-  // Stops accepting; serve() returns once the requests in flight are answered. A signal may
-  // come before serve() has started listening, when stop() would do nothing: wait for it.
-  void drain() {
-    draining_ = true;
-    while (!http_.is_running() && !served_)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    http_.stop();
-  }
+  void serve() { http_.serve(); }
+  HttpServer::Counts counts() const { return http_.counts(); }
+  void drain() { http_.drain(); }
 
  private:
-  static void send_json(httplib::Response& res, int status, const json& body) {
-    res.status = status;
-    res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace),
-                    "application/json; charset=utf-8");
+  using Task = std::function<json(const std::string&)>;
+
+  static HttpServerOptions http_options(const ServerOptions& o) {
+    HttpServerOptions h;
+    h.host = o.host;
+    h.port = o.port;
+    h.workers = o.threads;
+    h.max_body_bytes = o.limits.max_body_bytes;
+    h.read_timeout = std::chrono::milliseconds(o.read_timeout_ms);
+    h.keep_alive_timeout = std::chrono::milliseconds(o.keep_alive_timeout_ms);
+    h.write_timeout = std::chrono::milliseconds(o.read_timeout_ms);
+    return h;
   }
 
-  // The body is read through a content reader, not by the library: httplib 0.11 refuses bodies
-  // over 8 KB whose Content-Type is application/x-www-form-urlencoded (curl -d's default) with a
-  // misleading 413, but only when it reads them itself. Any Content-Type is read as the JSON it
-  // must be, up to --max-body-bytes; multipart bodies are refused (415).
-  void route_post(const std::string& path, std::function<json(const std::string&)> handle) {
-    http_.Post(path, [this, path, handle](const httplib::Request& req, httplib::Response& res,
-                                          const httplib::ContentReader& content_reader) {
-      if (req.is_multipart_form_data()) {
-        send_json(res, 415,
-                  ApiError(415, "unsupported_media_type",
-                           "the body must be JSON (Content-Type: application/json), not "
-                           "multipart/form-data")
-                      .body());
-        metrics_.record_request(path, 415, 0);
-        return;
-      }
-      std::string request_body;
-      const bool read = content_reader([&](const char* data, size_t size) {
-        request_body.append(data, size);
-        return true;
+  static HttpResponse json_response(int status, const json& body) {
+    HttpResponse res;
+    res.status = status;
+    res.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (status == 503) res.headers.emplace_back("Retry-After", "1");
+    return res;
+  }
+  static HttpResponse error_response(int status, const std::string& type,
+                                     const std::string& message) {
+    return json_response(status, ApiError(status, type, message).body());
+  }
+
+  bool is_task_path(const std::string& path) const { return tasks_.count(path) > 0; }
+
+  // Task endpoints run on a worker (they wait for their forward pass); everything else is
+  // answered on the I/O thread at once (/health must answer while every worker waits).
+  HttpRoute route(const HttpRequest& request) {
+    const bool get = request.method == "GET" || request.method == "HEAD";
+    const bool post = request.method == "POST";
+    if (request.method == "OPTIONS" && !options_.cors_origin.empty())
+      return immediate([this] { return with_cors(HttpResponse{204, "text/plain", "", {}}); });
+    if (const auto task = tasks_.find(request.path); task != tasks_.end()) {
+      if (!post)
+        return immediate([this, path = request.path] {
+          metrics_.record_request(path, 405, 0);
+          return with_cors(error_response(405, "method_not_allowed", path + " takes POST"));
+        });
+      return HttpRoute{[this, task = task->second](const HttpRequest& r) {
+                         return with_cors(run_task(r, task));
+                       },
+                       /*blocking=*/true};
+    }
+    std::function<HttpResponse()> answer = get_handler(request.path);
+    if (!answer)
+      return immediate([this, request] {
+        return with_cors(
+            error_response(404, "not_found", "no endpoint " + request.method + " " + request.path));
       });
-      if (!read) {  // the library stops at --max-body-bytes (set_payload_max_length): a 413
-        const ApiError e =
-            res.status == 413
-                ? too_large("the body is over --max-body-bytes (" +
-                            std::to_string(options_.limits.max_body_bytes) + " bytes)")
-                : bad_request("the body could not be read");
-        send_json(res, e.status, e.body());
-        metrics_.record_request(path, e.status, 0);
-        return;
-      }
-      const auto started = SteadyClock::now();
+    if (!get)
+      return immediate([this, path = request.path] {
+        return with_cors(error_response(405, "method_not_allowed", path + " takes GET"));
+      });
+    return immediate([this, answer = std::move(answer)] { return with_cors(answer()); });
+  }
+
+  static HttpRoute immediate(std::function<HttpResponse()> answer) {
+    return HttpRoute{[answer = std::move(answer)](const HttpRequest&) { return answer(); }, false};
+  }
+
+  // The GET endpoints; null for an unknown path.
+  std::function<HttpResponse()> get_handler(const std::string& path) {
+    if (path == "/v1/models") return [this] { return json_response(200, service_.models()); };
+    if (path == "/openapi.json") return [] { return json_response(200, openapi_document()); };
+    if (path == "/metrics")
+      return [this] {
+        return HttpResponse{200,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                            metrics_.render(service_.queue_depths(), service_.label_cache_stats(),
+                                            service_.model_health()),
+                            {}};
+      };
+    // Ready while not draining; "degraded" (still 200: it answers) while a model serves from
+    // its fallback backend, with which and why.
+    if (path == "/health")
+      return [this] {
+        const bool ready = !http_.draining();
+        json health = service_.health();
+        if (!ready) health["status"] = "draining";
+        health["live"] = true;
+        health["ready"] = ready;
+        return json_response(ready ? 200 : 503, health);
+      };
+    for (const WebAsset& asset : web_assets())
+      if (path == "/" + std::string(asset.path) || (path == "/" && asset.path == "index.html"))
+        return [&asset] {
+          return HttpResponse{200, std::string(asset.content_type), std::string(asset.data), {}};
+        };
+    return nullptr;
+  }
+
+  // Any Content-Type is read as the JSON the body must be (curl -d sends
+  // application/x-www-form-urlencoded), up to --max-body-bytes; multipart bodies are refused.
+  HttpResponse run_task(const HttpRequest& request, const Task& task) {
+    const auto started = SteadyClock::now();
+    HttpResponse response;
+    if (request.content_type.rfind("multipart/", 0) == 0) {
+      response = error_response(415, "unsupported_media_type",
+                                "the body must be JSON (Content-Type: application/json), not " +
+                                    request.content_type.substr(0, request.content_type.find(';')));
+    } else {
       const DeadlineScope deadline(started +
                                    std::chrono::milliseconds(options_.request_timeout_ms));
-      int status = 200;
-      json body;
       try {
-        body = handle(request_body);
+        json body = task(request.body);
         body["latency_ms"] =
             std::chrono::duration<double, std::milli>(SteadyClock::now() - started).count();
+        response = json_response(200, body);
       } catch (...) {
         const ApiError e = current_api_error();
-        status = e.status, body = e.body();
-        if (status == 503) res.set_header("Retry-After", "1");
+        response = json_response(e.status, e.body());
       }
-      send_json(res, status, body);
-      metrics_.record_request(path, status,
-                              std::chrono::duration<double>(SteadyClock::now() - started).count());
-    });
-    http_.Get(path, [this, path](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 405, ApiError(405, "method_not_allowed", path + " takes POST").body());
-      metrics_.record_request(path, 405, 0);
-    });
+    }
+    metrics_.record_request(request.path, response.status,
+                            std::chrono::duration<double>(SteadyClock::now() - started).count());
+    return response;
   }
 
-  void route_get(const std::string& path, std::function<void(httplib::Response&)> handle) {
-    http_.Get(path, [handle](const httplib::Request&, httplib::Response& res) { handle(res); });
-    http_.Post(path, [path](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 405, ApiError(405, "method_not_allowed", path + " takes GET").body());
-    });
+  HttpResponse with_cors(HttpResponse response) const {
+    if (!options_.cors_origin.empty()) {
+      response.headers.emplace_back("Access-Control-Allow-Origin", options_.cors_origin);
+      response.headers.emplace_back("Access-Control-Allow-Headers", "Content-Type");
+      response.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    }
+    return response;
   }
 
   const ServerOptions& options_;
   Service& service_;
   Metrics& metrics_;
-  httplib::Server http_;
-  socket_t listen_socket_ = -1;
-  std::atomic<bool> draining_{false}, served_{false};
+  std::map<std::string, Task> tasks_;
+  HttpServer http_;
 };
 
 int run(const std::vector<std::string>& args) {
@@ -242,7 +236,9 @@ int run(const std::vector<std::string>& args) {
   // serve() returned without a signal only if listening failed; wake the waiter so it can end.
   if (!signalled) pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
-  std::cerr << "tinybert-server: stopped" << std::endl;
+  const HttpServer::Counts counts = front_end.counts();
+  std::cerr << "tinybert-server: stopped; " << counts.requests << " requests read, "
+            << counts.answered << " answered" << std::endl;
   return 0;
 }
 

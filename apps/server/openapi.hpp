@@ -34,7 +34,7 @@ inline nlohmann::json openapi_document() {
              {{"type", "string"},
               {"enum",
                {"invalid_json", "invalid_request", "not_found", "method_not_allowed", "too_large",
-                "overloaded", "timeout", "internal", "http"}}}},
+                "overloaded", "timeout", "internal", "bad_http", "unsupported_media_type"}}}},
             {"message", {{"type", "string"}}},
             {"input_index", {{"type", "integer"}}},
             {"position",

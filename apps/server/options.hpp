@@ -19,7 +19,9 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;        // 0: any free port (see port_file)
   std::string port_file;  // the port actually bound is written here once listening
-  int threads = 64;       // connection threads (each waits while its request is batched)
+  int threads = 64;       // workers: task requests handled at once (each waits for its batch)
+  int64_t read_timeout_ms = 10000;       // a whole request, from its first byte
+  int64_t keep_alive_timeout_ms = 5000;  // an idle connection
   std::string backend = default_backend();
   bool batching = true;
   int64_t max_batch_tokens = 8192;
@@ -46,7 +48,13 @@ for classify when no encoder is given. The web page is at http://HOST:PORT/ (API
   --host H                 address to listen on (default 127.0.0.1)
   --port P                 port (default 8080; 0 = any free port)
   --port-file F            write the bound port to F once listening
-  --threads N              connection threads (default 64)
+  --threads N              workers: task requests handled at once, each waiting for its
+                           forward pass (default 64); connections are not threads: one I/O
+                           thread serves them all
+  --read-timeout-ms N      deadline of reading a whole request, headers and body, from its
+                           first byte (default 10000; 408 when passed)
+  --keep-alive-timeout-ms N
+                           an idle connection is closed after this (default 5000)
   --backend B              ref | f32 | bf16 | int8 (default f32 with oneDNN); in a CUDA build
                            also cuda-f16 | cuda-bf16 | cuda-int8 (on the CPU when no GPU works)
   --max-batch-tokens N     token budget of one merged forward pass (default 8192)
@@ -95,6 +103,8 @@ inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
                                                   "--port",
                                                   "--port-file",
                                                   "--threads",
+                                                  "--read-timeout-ms",
+                                                  "--keep-alive-timeout-ms",
                                                   "--backend",
                                                   "--max-batch-tokens",
                                                   "--max-wait-ms",
@@ -122,6 +132,10 @@ inline ServerOptions parse_server_options(const std::vector<std::string>& raw) {
   o.port = static_cast<int>(parse_int(args.value("--port", "8080"), "--port", 0, 65535));
   o.port_file = args.value("--port-file");
   o.threads = static_cast<int>(parse_int(args.value("--threads", "64"), "--threads", 1, 4096));
+  o.read_timeout_ms = parse_int(args.value("--read-timeout-ms", "10000"), "--read-timeout-ms", 1,
+                                24LL * 3600 * 1000);
+  o.keep_alive_timeout_ms = parse_int(args.value("--keep-alive-timeout-ms", "5000"),
+                                      "--keep-alive-timeout-ms", 1, 24LL * 3600 * 1000);
   o.backend = args.value("--backend", o.backend);
   o.batching = !args.has("--no-batching");
   o.max_batch_tokens =
