@@ -169,6 +169,35 @@ TEST_CASE("invalid requests are the caller's error, not a backend failure", "[br
   CHECK(breaker.status().state == BreakerState::closed);
 }
 
+// Found by tests/fuzz/fuzz_request_bodies: the parse error of a body that is not UTF-8 quotes its
+// bytes, and the error body's dump() threw on them instead of giving a 400 body to send.
+TEST_CASE("a body that is not UTF-8 gets an error body that serialises", "[service]") {
+  const std::string body = "{\"input\": \"hello wor\xe4\xe4ld\"}";
+  try {
+    const RequestBody request(body, {"input"}, RequestLimits{});
+    FAIL("accepted a body that is not UTF-8");
+  } catch (const ApiError& e) {
+    CHECK(e.type == "invalid_json");
+    const json parsed = json::parse(e.body().dump());
+    CHECK(parsed["error"]["type"] == "invalid_json");
+    CHECK_THAT(parsed["error"]["message"].get<std::string>(), Catch::Contains("\xef\xbf\xbd"));
+  }
+}
+
+// Found by tests/fuzz/fuzz_request_bodies: a number beyond double made the parser throw
+// out_of_range, not parse_error, and the request became a 500 instead of a 400.
+TEST_CASE("a body with a number beyond double is invalid JSON, not an internal error",
+          "[service]") {
+  try {
+    const RequestBody request(R"({"input": 1e400})", {"input"}, RequestLimits{});
+    FAIL("accepted 1e400");
+  } catch (const ApiError& e) {
+    CHECK(e.status == 400);
+    CHECK(e.type == "invalid_json");
+    CHECK_THAT(e.what(), Catch::Contains("1e400"));
+  }
+}
+
 TEST_CASE("a Service loses no request while its model's backend fails and recovers",
           "[breaker][service]") {
   const std::string path = test::tiny_tbw("tiny-bert");

@@ -35,8 +35,8 @@ Run run(const std::string& command) {
 }
 
 std::string quote(const std::string& s) { return "'" + s + "'"; }
-const std::string kCli = TINYBERT_CLI;
-const std::string kConvert = TINYBERT_CONVERT;
+const std::string kCli = tinybert::test::program_command(TINYBERT_CLI);
+const std::string kConvert = tinybert::test::program_command(TINYBERT_CONVERT);
 
 std::string convert_tiny(const std::string& name) {
   const auto out = tinybert::test::scratch_dir("cli") / (name + ".tbw");
@@ -104,6 +104,24 @@ TEST_CASE("tinybert embed, fill-mask and inspect print JSON", "[cli]") {
   CHECK_THAT(table.out, Catch::Contains("layers.0.attention.qkv.weight"));
 }
 
+// stdout stays the JSON answer; stderr says what the CPU made of --backend: bf16 the CPU lacks
+// runs as f32 instead, int8 takes the 8-bit (dot-product instructions) or 7-bit path.
+TEST_CASE("tinybert says on stderr how the CPU runs --backend", "[cli]") {
+  const std::string bert = convert_tiny("tiny-bert");
+  const Run int8 = run(kCli + " embed --backend int8 --model " + bert + " a");
+  INFO(int8.err);
+  if (int8.exit_code != 0 && int8.err.find("no oneDNN backend") != std::string::npos)
+    tinybert::test::skip("this build has no oneDNN backend");
+  REQUIRE(int8.exit_code == 0);
+  CHECK(json::parse(int8.out)["dim"] == 32);
+  CHECK_THAT(int8.err, Catch::Matches("tinybert: int8: [78]-bit weights \\(.*\\)\n"));
+  const Run bf16 = run(kCli + " embed --backend bf16 --model " + bert + " a");
+  INFO(bf16.err);
+  REQUIRE(bf16.exit_code == 0);
+  if (!bf16.err.empty()) CHECK_THAT(bf16.err, Catch::Matches("tinybert: bf16 .*; using f32\n"));
+  CHECK(run(kCli + " embed --backend f32 --model " + bert + " a").err.empty());
+}
+
 TEST_CASE("bad input gives one line on stderr and a non-zero exit", "[cli][errors]") {
   const std::string bert = convert_tiny("tiny-bert"), mlm = convert_tiny("tiny-mlm");
   const auto vocab = (tinybert::test::test_data_dir() / "tiny/tiny-bert/vocab.txt").string();
@@ -148,6 +166,9 @@ TEST_CASE("tinybert classify and extract print JSON, and bad requests are one-li
                        "schema");
   check_one_line_error(
       run(kCli + " extract --model " + uie + " --schema " + quote("[\"a\"") + " x"), "schema");
+  // a number beyond double: nlohmann's out_of_range, not a parse_error (was an uncaught throw)
+  check_one_line_error(run(kCli + " extract --model " + uie + " --schema 1e400 x"),
+                       "schema is not valid JSON");
   check_one_line_error(
       run(kCli + " extract --model " + bert + " --schema " + quote("[\"a\"]") + " x"),
       "needs a uie model");

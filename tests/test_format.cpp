@@ -241,6 +241,18 @@ TEST_CASE("the converter rejects bad model folders with clear messages", "[conve
   const auto no_vocab = copy_with_config("novocab", [](auto&) {});
   fs::remove(no_vocab / "vocab.txt");
   CHECK_THAT(convert_error(no_vocab), Catch::Contains("vocab.txt"));
+  // Found by tests/fuzz/fuzz_configs: JSON of the wrong shape or type escaped as a
+  // nlohmann::json exception instead of an Error naming the file.
+  CHECK_THAT(convert_error(copy_with_config("string", [](auto& c) { c = "BertModel"; })),
+             Catch::Contains("config.json: expected a JSON object, found string"));
+  CHECK_THAT(convert_error(copy_with_config("model_type", [](auto& c) { c["model_type"] = 7; })),
+             Catch::Contains("config.json: [json.exception.type_error"));
+  const auto bad_tokenizer = copy_with_config("tokenizer", [](auto&) {});
+  std::ofstream(bad_tokenizer / "tokenizer_config.json") << R"({"do_lower_case": "yes"})";
+  CHECK_THAT(convert_error(bad_tokenizer), Catch::Contains("tokenizer_config.json: "));
+  const auto bad_modelscope = copy_with_config("modelscope", [](auto&) {});
+  std::ofstream(bad_modelscope / "configuration.json") << R"({"task": 3})";
+  CHECK_THAT(convert_error(bad_modelscope), Catch::Contains("configuration.json: "));
 }
 
 TEST_CASE("ERNIE 3.0 / UIE family configs and the uie-base tokenizer load", "[convert][ernie]") {

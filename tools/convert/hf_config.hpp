@@ -24,9 +24,23 @@ inline nlohmann::json read_json_file(const std::filesystem::path& path) {
   }
 }
 
+// A config file's JSON must be an object, and a field of the wrong type (a number where a string
+// belongs, for value() or get()) must be an Error that names the file, not a nlohmann::json
+// exception: the readers below check the first and turn the second into an Error (both found by
+// tests/fuzz/fuzz_configs).
+inline void expect_json_object(const nlohmann::json& j, const std::string& file) {
+  if (!j.is_object())
+    throw Error(file + ": expected a JSON object, found " + std::string(j.type_name()));
+}
+[[noreturn]] inline void throw_json_error(const std::string& file,
+                                          const nlohmann::json::exception& e) {
+  throw Error(file + ": " + e.what());
+}
+
 // Architecture from config.json "architectures"/"model_type"; empty optional when it says
 // nothing we know, so the caller can infer it from the tensors.
-inline std::optional<Architecture> architecture_from_hf(const nlohmann::json& config) {
+inline std::optional<Architecture> architecture_from_hf(const nlohmann::json& config) try {
+  expect_json_object(config, "config.json");
   std::string name;
   if (config.contains("architectures") && config["architectures"].is_array() &&
       !config["architectures"].empty() && config["architectures"][0].is_string())
@@ -47,6 +61,8 @@ inline std::optional<Architecture> architecture_from_hf(const nlohmann::json& co
   if (ends_with("ForSequenceClassification")) return Architecture::sequence_classification;
   if (ends_with("Model")) return Architecture::encoder;
   return std::nullopt;
+} catch (const nlohmann::json::exception& e) {
+  throw_json_error("config.json", e);
 }
 
 // A ModelScope model folder's configuration.json: the task says the architecture (the class
@@ -60,7 +76,7 @@ struct ModelScopeInfo {
   std::optional<int64_t> max_length;  // preprocessor.max_length
 };
 
-inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path& folder) {
+inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path& folder) try {
   const std::filesystem::path path = folder / "configuration.json";
   if (!std::filesystem::exists(path)) return std::nullopt;
   const nlohmann::json c = read_json_file(path);
@@ -90,6 +106,8 @@ inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path
     info.architecture = Architecture::encoder;
   }
   return info;
+} catch (const nlohmann::json::exception& e) {
+  throw_json_error((folder / "configuration.json").string(), e);
 }
 
 // default_layer_norm_eps applies when config.json has none: 1e-12 for HF BERT, 1e-5 for
@@ -97,6 +115,7 @@ inline std::optional<ModelScopeInfo> modelscope_info(const std::filesystem::path
 inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture architecture,
                                         const std::string& name,
                                         float default_layer_norm_eps = 1e-12f) {
+  expect_json_object(hf, "config.json");
   ModelConfig c;
   c.name = name;
   c.architecture = architecture;
@@ -154,7 +173,9 @@ inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture a
 
 // tokenizer_config.json -> our tokenizer settings (docs/weight-format.md). Special tokens may be
 // plain strings or {"content": ...} objects.
-inline nlohmann::json tokenizer_settings_from_hf(const nlohmann::json& tc, int64_t max_positions) {
+inline nlohmann::json tokenizer_settings_from_hf(const nlohmann::json& tc,
+                                                 int64_t max_positions) try {
+  expect_json_object(tc, "tokenizer_config.json");
   const auto token = [&](const char* key, const char* fallback) -> std::string {
     if (!tc.contains(key)) return fallback;
     const auto& v = tc[key];
@@ -187,6 +208,8 @@ inline nlohmann::json tokenizer_settings_from_hf(const nlohmann::json& tc, int64
   if (!s["strip_accents"].is_null() && !s["strip_accents"].is_boolean())
     throw Error("tokenizer_config.json: strip_accents must be true, false or null");
   return s;
+} catch (const nlohmann::json::exception& e) {
+  throw_json_error("tokenizer_config.json", e);
 }
 
 }  // namespace tinybert::convert

@@ -25,8 +25,14 @@ class ApiError : public std::runtime_error {
   std::optional<size_t> input_index;  // which input string
   std::optional<size_t> position;     // code point in that string, or byte in the body
 
+  // The error as a JSON body that always serialises: a message may quote the bytes of a body that
+  // is not UTF-8 (json::parse_error's "last read: ..."), and dump() throws on those, so they
+  // become U+FFFD here (found by tests/fuzz/fuzz_request_bodies).
   json body() const {
-    json e = {{"status", status}, {"type", type}, {"message", what()}};
+    const std::string message =
+        json::parse(json(what()).dump(-1, ' ', false, json::error_handler_t::replace))
+            .get<std::string>();
+    json e = {{"status", status}, {"type", type}, {"message", message}};
     if (input_index) e["input_index"] = *input_index;
     if (position) e["position"] = *position;
     return {{"error", e}};
@@ -69,6 +75,10 @@ class RequestBody {
       ApiError error(400, "invalid_json", std::string("the body is not valid JSON: ") + e.what());
       error.position = e.byte > 0 ? e.byte - 1 : 0;
       throw error;
+    } catch (const json::out_of_range& e) {
+      // a number beyond double, e.g. 1e400: the parser throws this, not a parse_error (found by
+      // tests/fuzz/fuzz_request_bodies; it was a 500)
+      throw ApiError(400, "invalid_json", std::string("the body is not valid JSON: ") + e.what());
     }
     if (!json_.is_object())
       throw bad_request(std::string("the body must be a JSON object, found ") + json_.type_name());
