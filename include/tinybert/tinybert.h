@@ -80,7 +80,9 @@ TB_API void tb_free(void* buffer);
 
 /* Opens a .tbw file (tinybert-convert's output; memory-mapped, not copied) for inference on
  * `backend`: "ref" (the plain fp32 reference), "f32", "bf16" or "int8" (oneDNN); NULL or "" is
- * the default ("f32" where oneDNN is built in, else "ref"). */
+ * the default ("f32" where oneDNN is built in, else "ref"); "cuda-f16", "cuda-bf16" or
+ * "cuda-int8" load the CUDA plugin (docs/cuda.md) and run on the default CPU backend, with the
+ * reason on stderr, when it or a GPU is missing. */
 TB_API tb_status tb_model_load(const char* path, const char* backend, tb_model** out);
 TB_API void tb_model_free(tb_model* model);
 

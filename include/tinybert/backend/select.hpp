@@ -13,6 +13,10 @@
 #endif
 #ifdef TINYBERT_HAVE_CUDA
 #include "tinybert/backend/cuda_runner.hpp"
+#else
+#include <iostream>
+
+#include "tinybert/backend/cuda_plugin.hpp"
 #endif
 
 namespace tinybert {
@@ -26,22 +30,28 @@ inline std::string default_backend() {
 }
 
 // The runner of `model` on the backend `name` selects: "ref" (the plain fp32 reference), with
-// oneDNN "f32", "bf16" or "int8", and, in programs that
-// link tinybert::cuda, "cuda-f16", "cuda-bf16" or "cuda-int8": the GPU while it works, else (no
-// GPU, CUDA error) the default CPU backend, with the reason reported once on stderr.
+// oneDNN "f32", "bf16" or "int8", and "cuda-f16", "cuda-bf16" or "cuda-int8": the GPU while it
+// works, else (no GPU, CUDA error, no CUDA plugin) the default CPU backend, with the reason
+// reported once on stderr. Programs that link tinybert::cuda (its tests and benchmarks) run the
+// CUDA backend directly; all others load it from the plugin (cuda_plugin.hpp) at the first
+// "cuda-*" request, so that they need no CUDA library to start.
 inline std::unique_ptr<Runner> make_runner(const Model& model, const std::string& name) {
   if (name == "ref") return std::make_unique<OwningRunner<CpuRefBackend>>(model);
   if (name.rfind("cuda-", 0) == 0) {
-#ifdef TINYBERT_HAVE_CUDA
     CudaOptions options;
     options.precision = parse_precision(name.substr(5));
     if (options.precision ==
         Precision::f32)  // refused here too: without a GPU it would never be tried
       throw Error("backend '" + name + "': the CUDA backend computes in f16, bf16 or int8");
-    return std::make_unique<FallbackRunner>(
-        model, options, [&model] { return make_runner(model, default_backend()); });
+    auto make_cpu = [&model] { return make_runner(model, default_backend()); };
+#ifdef TINYBERT_HAVE_CUDA
+    return std::make_unique<FallbackRunner>(model, options, make_cpu);
 #else
-    throw Error("backend '" + name + "': this program was built without CUDA");
+    const auto& plugin = load_cuda_plugin();
+    if (plugin.plugin) return plugin.plugin->make_runner(model, options, make_cpu);
+    // The same line FallbackRunner writes when there is no GPU: the request still gets served.
+    std::cerr << "tinybert: CUDA unavailable, running on the CPU: " << plugin.error << std::endl;
+    return make_cpu();
 #endif
   }
 #ifdef TINYBERT_HAVE_ONEDNN
