@@ -175,6 +175,19 @@ TEST_CASE("malformed .tbw files give a clear Error", "[format][errors]") {
                Catch::Contains("unexpected tensor 'layers.1."));
     CHECK_THAT(open_error(with_header("heads", [&](auto& h) { h["config"]["num_heads"] = 5; })),
                Catch::Contains("not divisible"));
+    // Numbers JSON can hold but the fields cannot: a float beyond int64 was converted with
+    // undefined behaviour (tests/fuzz/fuzz_tbw), so was a double beyond float.
+    CHECK_THAT(open_error(with_header(
+                   "huge", [&](auto& h) { h["config"]["max_position_embeddings"] = 8.2e20; })),
+               Catch::Contains("\"max_position_embeddings\" must be an integer, found 8.2e+20"));
+    CHECK_THAT(open_error(with_header("float", [&](auto& h) { h["config"]["num_layers"] = 2.5; })),
+               Catch::Contains("\"num_layers\" must be an integer"));
+    CHECK_THAT(
+        open_error(with_header("eps", [&](auto& h) { h["config"]["layer_norm_eps"] = 1e300; })),
+        Catch::Contains("\"layer_norm_eps\" must be a number in float's range"));
+    CHECK_THAT(open_error(with_header(
+                   "max_len", [&](auto& h) { h["tokenizer"]["model_max_length"] = -1e30; })),
+               Catch::Contains("\"model_max_length\" must be an integer"));
   }
   SECTION("random corruption never crashes") {
     std::mt19937 rng(42);

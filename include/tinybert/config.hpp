@@ -1,7 +1,9 @@
 // ModelConfig: what the encoder and heads need to know about a model, read from a .tbw header.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -10,6 +12,37 @@
 #include "tinybert/error.hpp"
 
 namespace tinybert {
+
+// An integer field of a JSON object, or `fallback` when absent. nlohmann's get<int64_t>() also
+// converts floats, and one out of int64's range (1e30) with undefined behaviour (found by
+// tests/fuzz/fuzz_tbw): here only integers within range pass, anything else is an Error.
+inline int64_t json_integer(const nlohmann::json& j, const char* key,
+                            std::optional<int64_t> fallback = std::nullopt) {
+  if (!j.contains(key)) {
+    if (fallback) return *fallback;
+    throw Error(std::string("missing integer \"") + key + "\"");
+  }
+  const nlohmann::json& v = j[key];
+  if (!v.is_number_integer() ||
+      (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+    throw Error(std::string("\"") + key + "\" must be an integer, found " + v.dump());
+  return v.get<int64_t>();
+}
+
+// A number field as a float, or `fallback` when absent; a double beyond float's range is an Error
+// (converting it would be undefined behaviour too).
+inline float json_float(const nlohmann::json& j, const char* key,
+                        std::optional<float> fallback = std::nullopt) {
+  if (!j.contains(key)) {
+    if (fallback) return *fallback;
+    throw Error(std::string("missing number \"") + key + "\"");
+  }
+  const nlohmann::json& v = j[key];
+  if (!v.is_number() || !(std::abs(v.get<double>()) <= std::numeric_limits<float>::max()))
+    throw Error(std::string("\"") + key + "\" must be a number in float's range, found " +
+                v.dump());
+  return static_cast<float>(v.get<double>());
+}
 
 enum class Architecture { encoder, masked_lm, sequence_classification, uie, siamese_uie };
 enum class Pooling { cls, mean };
@@ -139,15 +172,15 @@ struct ModelConfig {
     try {
       c.name = j.value("name", "");
       c.architecture = parse_architecture(j.at("architecture").get<std::string>());
-      c.vocab_size = j.at("vocab_size").get<int64_t>();
-      c.hidden_size = j.at("hidden_size").get<int64_t>();
-      c.num_layers = j.at("num_layers").get<int64_t>();
-      c.num_heads = j.at("num_heads").get<int64_t>();
-      c.intermediate_size = j.at("intermediate_size").get<int64_t>();
-      c.max_position_embeddings = j.at("max_position_embeddings").get<int64_t>();
-      c.type_vocab_size = j.at("type_vocab_size").get<int64_t>();
-      c.task_type_vocab_size = j.value("task_type_vocab_size", int64_t{0});
-      c.layer_norm_eps = j.at("layer_norm_eps").get<float>();
+      c.vocab_size = json_integer(j, "vocab_size");
+      c.hidden_size = json_integer(j, "hidden_size");
+      c.num_layers = json_integer(j, "num_layers");
+      c.num_heads = json_integer(j, "num_heads");
+      c.intermediate_size = json_integer(j, "intermediate_size");
+      c.max_position_embeddings = json_integer(j, "max_position_embeddings");
+      c.type_vocab_size = json_integer(j, "type_vocab_size");
+      c.task_type_vocab_size = json_integer(j, "task_type_vocab_size", 0);
+      c.layer_norm_eps = json_float(j, "layer_norm_eps");
       if (j.value("hidden_act", std::string("gelu")) != "gelu")
         throw Error("config: hidden_act '" + j["hidden_act"].get<std::string>() +
                     "' (only exact gelu is supported)");
@@ -161,8 +194,8 @@ struct ModelConfig {
       if (j.contains("max_seq_len") && j["max_seq_len"].is_number_integer())
         c.uie_max_seq_len = j["max_seq_len"].get<int64_t>();
       if (j.contains("position_prob") && j["position_prob"].is_number())
-        c.uie_position_prob = j["position_prob"].get<float>();
-      c.cross_layers = j.value("cross_layers", int64_t{0});
+        c.uie_position_prob = json_float(j, "position_prob");
+      c.cross_layers = json_integer(j, "cross_layers", 0);
       c.modelscope_nli = j.value("modelscope_nli", false);
     } catch (const nlohmann::json::exception& e) {
       throw Error(std::string("config: ") + e.what());

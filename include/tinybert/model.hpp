@@ -180,7 +180,7 @@ inline TokenizerOptions tokenizer_options_from_json(const nlohmann::json& j) {
     if (j.contains("strip_accents") && !j["strip_accents"].is_null())
       o.strip_accents = j["strip_accents"].get<bool>();
     o.tokenize_chinese_chars = j.value("tokenize_chinese_chars", true);
-    o.max_input_chars_per_word = j.value("max_input_chars_per_word", 100);
+    o.max_input_chars_per_word = static_cast<int>(json_integer(j, "max_input_chars_per_word", 100));
     o.unk_token = j.value("unk_token", o.unk_token);
     o.cls_token = j.value("cls_token", o.cls_token);
     o.sep_token = j.value("sep_token", o.sep_token);
@@ -236,7 +236,7 @@ class Model {
       throw Error(file.path() + ": " + e.what());
     }
     const nlohmann::json& tokenizer = file.tokenizer();
-    config.max_length = tokenizer.value("model_max_length", int64_t{512});
+    config.max_length = json_integer(tokenizer, "model_max_length", 512);
     if (config.max_length <= 0 || config.max_length > config.max_position_embeddings)
       config.max_length = config.max_position_embeddings;
     if (!config.uie_max_seq_len && tokenizer.contains("uie_max_seq_len") &&

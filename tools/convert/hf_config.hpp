@@ -130,11 +130,11 @@ inline ModelConfig model_config_from_hf(const nlohmann::json& hf, Architecture a
     c.num_layers = required("num_hidden_layers");
     c.num_heads = required("num_attention_heads");
     c.intermediate_size = required("intermediate_size");
-    c.max_position_embeddings = hf.value("max_position_embeddings", int64_t{512});
-    c.type_vocab_size = hf.value("type_vocab_size", int64_t{2});
+    c.max_position_embeddings = json_integer(hf, "max_position_embeddings", 512);
+    c.type_vocab_size = json_integer(hf, "type_vocab_size", 2);
     if (hf.value("use_task_id", false))
-      c.task_type_vocab_size = hf.value("task_type_vocab_size", int64_t{3});
-    c.layer_norm_eps = hf.value("layer_norm_eps", default_layer_norm_eps);
+      c.task_type_vocab_size = json_integer(hf, "task_type_vocab_size", 3);
+    c.layer_norm_eps = json_float(hf, "layer_norm_eps", default_layer_norm_eps);
     const std::string act = hf.value("hidden_act", std::string("gelu"));
     if (act != "gelu")
       throw Error("config.json: hidden_act \"" + act +
