@@ -5,6 +5,7 @@
 #include <cmath>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -88,6 +89,15 @@ inline int64_t parse_int(const std::string& s, const std::string& what, int64_t 
     throw Error(what + " must be an integer in " + std::to_string(min) + ".." +
                 std::to_string(max) + ", got '" + s + "'");
   return v;
+}
+
+// The runner --backend names, saying on stderr what a user should know about it: a precision the
+// CPU lacks that runs as f32 instead, or the int8 path (stdout stays the JSON answer).
+inline std::unique_ptr<Runner> make_cli_runner(const Model& model, const Args& args) {
+  auto runner = make_runner(model, args.value("--backend", default_backend()));
+  if (const std::string note = runner->backend_note(); !note.empty())
+    std::cerr << "tinybert: " << note << "\n";
+  return runner;
 }
 
 }  // namespace tinybert::cli

@@ -70,7 +70,7 @@ int cmd_classify(const std::vector<std::string>& raw) {
         static_cast<size_t>(parse_int(args.value("--max-labels"), "--max-labels", 1, 100000));
 
   const Model model(args.value("--model"));
-  const auto runner = make_runner(model, args.value("--backend", default_backend()));
+  const auto runner = make_cli_runner(model, args);
   ZeroShotClassifier classifier(*runner);
   // Check labels and options before reading stdin, so a bad request fails at once.
   classifier.validate(labels, options);

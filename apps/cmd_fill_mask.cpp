@@ -29,7 +29,7 @@ int cmd_fill_mask(const std::vector<std::string>& raw) {
     throw Error(s);
   }
   const auto texts = input_texts(args);
-  const auto runner = make_runner(model, args.value("--backend", default_backend()));
+  const auto runner = make_cli_runner(model, args);
   const auto results = tinybert::fill_mask(*runner, texts, options);
   std::cout << fill_mask_results(texts, results, options).dump() << "\n";
   return 0;

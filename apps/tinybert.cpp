@@ -99,8 +99,7 @@ int cmd_embed(const std::vector<std::string>& raw) {
   if (args.has("--normalize")) options.normalize = true;
   if (args.has("--no-normalize")) options.normalize = false;
   const auto texts = input_texts(args);
-  const auto runner =
-      tinybert::make_runner(model, args.value("--backend", tinybert::default_backend()));
+  const auto runner = make_cli_runner(model, args);
   const auto vectors = tinybert::embed_texts(*runner, texts, options);
   std::cout << json{{"model", model.config().name},
                     {"dim", model.config().hidden_size},

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(cmake g++ ninja-build pkg-config libeigen3-dev libutf8proc-dev nlohmann-json3-dev catch2 libdnnl-dev
-          libcpp-httplib-dev libhiredis-dev redis-server nginx wrk chromium fonts-wqy-microhei curl
-          clang-format python3-dev pybind11-dev python3-numpy python3-pytest python3-yaml)
+          libboost-dev libcpp-httplib-dev libhiredis-dev redis-server nginx wrk chromium fonts-wqy-microhei curl
+          clang-format python3-dev pybind11-dev python3-numpy python3-pytest python3-yaml
+          clang libclang-rt-14-dev)  # the last two: libFuzzer (scripts/fuzz.sh)
 # A Node.js installed outside Debian's packages (node and npm on PATH) is as good as Debian's.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()

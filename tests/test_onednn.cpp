@@ -353,3 +353,25 @@ TEST_CASE("the oneDNN backend refuses f16, a CUDA precision", "[onednn]") {
                     Catch::Contains("computes in f16, bf16 or int8"));
 #endif
 }
+
+// The int8 weight path follows the CPU's dot-product instructions (x86 VNNI, AArch64 SDOT /
+// I8MM) and says which it took; bf16 where the CPU lacks it says it runs as f32. Under qemu-user
+// CTest runs this once per emulated CPU with the path it must report (tests/CMakeLists.txt).
+TEST_CASE("the oneDNN backend says which int8 path the CPU takes", "[onednn][int8_path]") {
+  const OneDnnBackend int8(Precision::int8);
+  const std::string path = int8.int8_path();
+  INFO(path);
+  CHECK_THAT(path, Catch::StartsWith(int8.int8_weight_levels() == 127 ? "int8: 8-bit weights ("
+                                                                      : "int8: 7-bit weights ("));
+  if (int8.precision() == Precision::int8) CHECK(int8.note() == path);
+  if (const char* expected = std::getenv("TINYBERT_EXPECT_INT8_PATH"))
+    CHECK_THAT(path, Catch::Contains(expected));
+
+  const OneDnnBackend bf16(Precision::bf16);
+  INFO(bf16.note());
+  if (bf16.precision() == Precision::f32)
+    CHECK_THAT(bf16.note(), Catch::Contains("using f32"));
+  else
+    CHECK(bf16.note().empty());
+  CHECK(OneDnnBackend(Precision::f32).note().empty());
+}

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +47,24 @@ inline const ScratchRoot& scratch_root() {
 }
 
 inline std::filesystem::path shared_dir() { return TINYBERT_SHARED_DIR; }
+
+// The words that start one of our programs: in a cross build its emulator first
+// (TINYBERT_PROGRAM_RUNNER, "qemu-aarch64 -L SYSROOT": no binfmt_misc needed), then the program.
+inline std::vector<std::string> program_argv(const std::string& program) {
+  std::vector<std::string> words;
+#ifdef TINYBERT_PROGRAM_RUNNER
+  std::istringstream runner(TINYBERT_PROGRAM_RUNNER);
+  for (std::string word; runner >> word;) words.push_back(word);
+#endif
+  words.push_back(program);
+  return words;
+}
+// The same as the start of a shell command line.
+inline std::string program_command(const std::string& program) {
+  std::string line;
+  for (const std::string& word : program_argv(program)) line += (line.empty() ? "" : " ") + word;
+  return line;
+}
 inline std::filesystem::path test_data_dir() { return TINYBERT_TEST_DATA_DIR; }
 
 // A path under ../shared, or a visible skip when it is absent (e.g. a clone without shared/).

@@ -162,10 +162,10 @@ class HttpServer {
       // backlog by drain()) gets a short wait for the request its client has surely sent.
       if (server_.draining_ && answered_) return close();
       if (buffer_.size() > 0) return read_headers();  // pipelined: the next request is here
+      const auto idle_limit = server_.options_.keep_alive_timeout;
       stream_.expires_after(server_.draining_ ? std::min<std::chrono::milliseconds>(
-                                                    server_.options_.keep_alive_timeout,
-                                                    std::chrono::seconds(1))
-                                              : server_.options_.keep_alive_timeout);
+                                                    idle_limit, std::chrono::seconds(1))
+                                              : idle_limit);
       stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](
                                                          boost::beast::error_code ec, size_t n) {
         if (ec) return self->close();  // timed out, closed by the peer, or drained

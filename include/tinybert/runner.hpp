@@ -31,6 +31,9 @@ class Runner {
   virtual const Model& model() const = 0;
   // The backend that computes the results (Backend::name(): "ref", "int8", "cuda-f16", ...).
   virtual std::string backend_name() const = 0;
+  // What a user should know about how it computes (Backend::note() where the backend has one):
+  // "bf16 matmul is not available on this CPU ...; using f32", "int8: 8-bit weights (SDOT)".
+  virtual std::string backend_note() const { return ""; }
   // Device memory when the runner computes on an accelerator; none on the CPU.
   virtual std::optional<DeviceMemory> device_memory() const { return std::nullopt; }
 };
@@ -162,6 +165,10 @@ class DirectRunner final : public Runner {
   }
 
   std::string backend_name() const override { return encoder_.backend().name(); }
+  std::string backend_note() const override {
+    if constexpr (requires(const Backend& b) { b.note(); }) return encoder_.backend().note();
+    return "";
+  }
 
  private:
   const Model& model_;
@@ -181,6 +188,7 @@ class OwningRunner final : public Runner {
   ForwardResult run(ForwardRequest request) override { return runner_.run(std::move(request)); }
   const Model& model() const override { return runner_.model(); }
   std::string backend_name() const override { return runner_.backend_name(); }
+  std::string backend_note() const override { return runner_.backend_note(); }
 
  private:
   Backend backend_;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "tinybert/backend/backend.hpp"
+#include "tinybert/backend/cpu_features.hpp"
 #include "tinybert/backend/host_matrix.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/model.hpp"
@@ -204,7 +205,11 @@ class OneDnnBackend {
     const auto has = [&](dnnl_cpu_isa_t bits) {
       return (isa & static_cast<unsigned>(bits)) == static_cast<unsigned>(bits);
     };
-    has_vnni_ = has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni);
+    // int8 products that accumulate in 32 bits: x86 VNNI (oneDNN's query, so that
+    // ONEDNN_MAX_CPU_ISA limits it), AArch64 SDOT / I8MM (the kernel's hwcaps).
+    int8_dot_product_ = has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni)
+                            ? "VNNI"
+                            : cpu::arm_int8_dot_product();
     if (precision_ != Precision::f32 && !precision_supported(precision_)) {
       fallback_reason_ = std::string(precision_name(precision_)) +
                          " matmul is not available on this CPU / ISA limit; using f32";
@@ -216,8 +221,21 @@ class OneDnnBackend {
   Precision precision() const { return precision_; }
   std::string name() const { return precision_name(precision_); }
   const std::string& fallback_reason() const { return fallback_reason_; }
-  // Without VNNI, int8 weights use 7 bits so that oneDNN's 16-bit pair sums cannot saturate.
-  int int8_weight_levels() const { return has_vnni_ ? 127 : 63; }
+  // Without VNNI, int8 weights use 7 bits so that oneDNN's 16-bit pair sums cannot saturate (x86
+  // without VNNI). AArch64 without SDOT keeps them too: oneDNN's kernels there are not ours to
+  // check for 16-bit intermediates, and 7 bits cost little accuracy (cosine 0.995 on bge).
+  int int8_weight_levels() const { return int8_dot_product_.empty() ? 63 : 127; }
+  // Which int8 path this CPU takes, for the CLI, the server and the logs.
+  std::string int8_path() const {
+    return int8_dot_product_.empty() ? "int8: 7-bit weights (no dot-product instructions)"
+                                     : "int8: 8-bit weights (" + int8_dot_product_ + ")";
+  }
+  // What a user should know about how this backend computes: why the precision asked for runs
+  // as f32, or the int8 path; empty for f32 as asked.
+  std::string note() const {
+    if (!fallback_reason_.empty()) return fallback_reason_;
+    return precision_ == Precision::int8 ? int8_path() : "";
+  }
 
   // A Linear layer packed for oneDNN. Primitives are created per number of GEMM rows on first
   // use and kept; gemm_rows() keeps the number of distinct row counts small.
@@ -631,7 +649,7 @@ class OneDnnBackend {
   }
 
   Precision precision_;
-  bool has_vnni_ = false;
+  std::string int8_dot_product_;  // "VNNI", "SDOT", "SDOT, I8MM" or "" (none)
   std::string fallback_reason_;
   int64_t query_block_;
   struct AttentionShape {

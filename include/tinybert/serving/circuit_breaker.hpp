@@ -74,6 +74,8 @@ class CircuitBreakerRunner final : public Runner {
     std::lock_guard lock(mutex_);
     return status_.state == BreakerState::open ? status_.fallback : status_.primary;
   }
+  // The primary's: /health says when the fallback serves instead.
+  std::string backend_note() const override { return primary_->backend_note(); }
   std::optional<DeviceMemory> device_memory() const override { return primary_->device_memory(); }
 
   BreakerStatus status() const {

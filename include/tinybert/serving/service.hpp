@@ -278,6 +278,9 @@ class Service {
                       {"tasks", m->tasks},
                       {"default_for", default_for},
                       {"backend", options_.backend},
+                      // what computes (f32 where the CPU lacks bf16) and why, or the int8 path
+                      {"computes_in", m->runner->backend_name()},
+                      {"backend_note", m->runner->backend_note()},
                       {"hidden_size", c.hidden_size},
                       {"layers", c.num_layers},
                       {"max_length", m->model->max_length()},
@@ -380,6 +383,9 @@ class Service {
     // weights are prepared (oneDNN reorders, OpenMP) on the thread that will run the passes
     std::unique_ptr<Runner> primary = ComputeThread::instance().run(
         [&] { return options_.runner_factory(*m.model, options_.backend); });
+    // the log says what the CPU made of the backend asked for (bf16 as f32, the int8 path)
+    if (const std::string note = primary->backend_note(); !note.empty())
+      std::cerr << "tinybert: model '" << m.name << "': " << note << std::endl;
     const std::string fallback = fallback_backend_of(options_);
     if (fallback.empty()) return primary;
     auto breaker = std::make_unique<CircuitBreakerRunner>(
