@@ -15,26 +15,8 @@ using nlohmann::json;
 
 namespace {
 
-struct Run {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// Runs a shell command line, capturing stdout and stderr separately.
-Run run(const std::string& command) {
-  const auto err_file = tinybert::test::scratch_dir("cuda-plugin") / "stderr.txt";
-  Run r;
-  FILE* pipe = ::popen((command + " 2>" + err_file.string()).c_str(), "r");
-  REQUIRE(pipe);
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  return r;
-}
+using Run = tinybert::test::CommandResult;
+Run run(const std::string& command) { return tinybert::test::run_command(command); }
 
 // `tinybert embed` of one text on the tiny BERT, with TINYBERT_CUDA_PLUGIN set to `plugin`
 // (unset when empty, so that the CLI searches its usual places).

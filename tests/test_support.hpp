@@ -1,6 +1,7 @@
 // Helpers shared by the tests: where ../shared and tests/data are, and a visible skip.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -89,6 +91,26 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
 }
 
 // Converts a model folder to a .tbw in this test's scratch directory and opens it.
+// What a shell command line printed on stdout and on stderr, and its exit code (-1: killed).
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+inline CommandResult run_command(const std::string& command) {
+  // one stderr file per process: CTest runs the cases of one test program in parallel
+  const auto err_file = scratch_dir("commands") / ("stderr-" + std::to_string(::getpid()));
+  CommandResult r;
+  FILE* pipe = ::popen((command + " 2>" + err_file.string()).c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot run " + command);
+  char buffer[4096];
+  while (const size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) r.out.append(buffer, n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(in), {});
+  return r;
+}
+
 inline std::unique_ptr<Model> convert_model(const std::filesystem::path& folder,
                                             const std::string& name,
                                             const std::string& dtype = "auto") {

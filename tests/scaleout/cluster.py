@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +20,33 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 NGINX_TEMPLATE = os.path.join(REPO, "deploy", "nginx", "tinybert.conf")
 CLASSIFY_LUA = os.path.join(REPO, "bench", "load", "classify.lua")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def add_model_arguments(parser):
+    """The server and model options of the scale-out scripts (failover.py, faults.py)."""
+    parser.add_argument("--server", required=True, help="tinybert-server binary")
+    parser.add_argument("--convert", help="tinybert-convert binary (with --model-dir)")
+    parser.add_argument("--model-dir", help="HuggingFace-style folder, converted into the work dir")
+    parser.add_argument("--model-tbw", help="an already converted .tbw")
+    parser.add_argument("--texts", default=os.path.join(HERE, "texts.txt"))
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="one more tinybert-server argument (repeat: --server-arg=--backend "
+                             "--server-arg=int8)")
+
+
+def model_path(args, workdir):
+    """--model-tbw, or --model-dir converted with --convert into workdir."""
+    if args.model_tbw:
+        return args.model_tbw
+    if not (args.model_dir and args.convert):
+        sys.exit("give --model-tbw, or --model-dir and --convert")
+    out = os.path.join(workdir, "model.tbw")
+    subprocess.run([args.convert, args.model_dir, out], check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def free_port():

@@ -36,22 +36,14 @@ import cluster  # noqa: E402
 SKIP = 4
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = cluster.log
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", required=True, help="tinybert-server binary")
-    p.add_argument("--convert", help="tinybert-convert binary (with --model-dir)")
-    p.add_argument("--model-dir", help="HuggingFace-style folder, converted into the work dir")
-    p.add_argument("--model-tbw", help="an already converted .tbw")
-    p.add_argument("--texts", default=os.path.join(cluster.HERE, "texts.txt"))
+    cluster.add_model_arguments(p)
     p.add_argument("--replicas", type=int, default=3)
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="one more tinybert-server argument (repeat: --server-arg=--backend "
-                        "--server-arg=int8)")
     p.add_argument("--server-threads", type=int, default=128)
     p.add_argument("--replica-env", action="append", default=[], help="KEY=VALUE for replicas")
     p.add_argument("--connections", type=int, default=64)
@@ -92,15 +84,7 @@ class Failover:
         log(f"+{t:.2f} s: {what}")
 
     def model_path(self):
-        a = self.args
-        if a.model_tbw:
-            return a.model_tbw
-        if not (a.model_dir and a.convert):
-            sys.exit("give --model-tbw, or --model-dir and --convert")
-        out = os.path.join(self.workdir, "model.tbw")
-        cluster.subprocess.run([a.convert, a.model_dir, out], check=True,
-                               stdout=cluster.subprocess.DEVNULL)
-        return out
+        return cluster.model_path(self.args, self.workdir)
 
     def start(self):
         a = self.args

@@ -32,7 +32,6 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster  # noqa: E402
@@ -40,20 +39,13 @@ import cluster  # noqa: E402
 SKIP = 4
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = cluster.log
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", required=True, help="tinybert-server binary")
-    p.add_argument("--convert", help="tinybert-convert binary (with --model-dir)")
-    p.add_argument("--model-dir", help="HuggingFace-style folder, converted into the work dir")
-    p.add_argument("--model-tbw", help="an already converted .tbw")
-    p.add_argument("--texts", default=os.path.join(cluster.HERE, "texts.txt"))
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="one more tinybert-server argument (repeat)")
+    cluster.add_model_arguments(p)
     p.add_argument("--server-threads", type=int, default=64)
     p.add_argument("--read-timeout-ms", type=int, default=3000)
     p.add_argument("--max-body-bytes", type=int, default=65536)
@@ -218,11 +210,7 @@ def main():
 
 
 def run(args, workdir):
-    tbw = args.model_tbw
-    if not tbw:
-        tbw = os.path.join(workdir, "model.tbw")
-        cluster.subprocess.run([args.convert, args.model_dir, tbw], check=True,
-                               stdout=cluster.subprocess.DEVNULL)
+    tbw = cluster.model_path(args, workdir)
     env = dict(kv.split("=", 1) for kv in args.env)
     server = cluster.Replica(
         "server", args.server, [f"m={tbw}"], cluster.free_port(), workdir,
