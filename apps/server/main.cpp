@@ -36,7 +36,7 @@ class HttpFrontEnd {
             [this](int status, const std::string& type, const std::string& message,
                    const std::string& path) {
               if (is_task_path(path)) metrics_.record_request(path, status, 0);
-              return json_response(status, ApiError(status, type, message).body());
+              return error_response(status, type, message);
             }) {
     tasks_ = {
         {"/v1/classify", [this](const std::string& body) { return service_.classify(body); }},
