@@ -44,10 +44,12 @@ foreach(lang C CXX)
   set(CMAKE_${lang}_STANDARD_INCLUDE_DIRECTORIES "${TINYBERT_SYSROOT}/usr/include"
       "${TINYBERT_SYSROOT}/usr/include/aarch64-linux-gnu")
 endforeach()
-# The linker resolves the libraries' own dependencies (libssl for cpp-httplib, ...) there too.
-set(sysroot_libs "${TINYBERT_SYSROOT}/usr/lib/aarch64-linux-gnu")
-set(CMAKE_EXE_LINKER_FLAGS_INIT "-Wl,-rpath-link,${sysroot_libs}")
-set(CMAKE_SHARED_LINKER_FLAGS_INIT "-Wl,-rpath-link,${sysroot_libs}")
+# The linker resolves the libraries' own dependencies (libssl for cpp-httplib, ...) there too;
+# some Debian packages (zlib1g) still install into /lib rather than /usr/lib.
+set(sysroot_libs "-Wl,-rpath-link,${TINYBERT_SYSROOT}/usr/lib/aarch64-linux-gnu")
+string(APPEND sysroot_libs " -Wl,-rpath-link,${TINYBERT_SYSROOT}/lib/aarch64-linux-gnu")
+set(CMAKE_EXE_LINKER_FLAGS_INIT "${sysroot_libs}")
+set(CMAKE_SHARED_LINKER_FLAGS_INIT "${sysroot_libs}")
 
 # Tests (and catch_discover_tests at build time) run the aarch64 programs under qemu-user; the
 # sysroot holds every library they load. QEMU_CPU in the environment picks the emulated CPU.
