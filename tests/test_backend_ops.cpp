@@ -788,6 +788,19 @@ std::vector<Entry> cpu_backends() {
                        .bounds = bounds,
                        .runner = std::move(runner)});
   }
+  // The attention kernel that is not the default ("onednn" above takes the fused one where this
+  // build has it): the blocked oneDNN-matmul version (v2 of dev/cpu/attention_forward.cpp).
+  for (const Precision asked : {Precision::f32, Precision::bf16}) {
+    auto runner = std::make_unique<BackendRunner<OneDnnBackend>>(
+        asked, 128, OneDnnBackend::AttentionKernel::blocked);
+    if (runner->backend().precision() != asked) continue;  // reported above
+    entries.push_back({.backend = "onednn attention=blocked",
+                       .dtype = precision_name(asked),
+                       .held = Held::f32,
+                       .reference = Reference::cpu_ref,
+                       .bounds = asked == Precision::bf16 ? &kOneDnnBf16 : &kOneDnnF32,
+                       .runner = std::move(runner)});
+  }
 #endif
   // The yardsticks of the CUDA bounds (section 1), measured wherever the tests run.
   for (const auto& [dtype, held, bounds] :

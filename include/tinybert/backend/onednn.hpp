@@ -1,7 +1,8 @@
 // The fast CPU backend: GEMMs through oneDNN (fp32, bf16 or int8, AMX/AVX-512 picked by oneDNN at
 // run time) with weights packed once at load; our own multi-threaded LayerNorm, embedding gather
-// and blocked attention over packed variable-length batches. Threads: OpenMP, the pool oneDNN
-// itself uses, so nothing is oversubscribed. Link tinybert::onednn.
+// and attention over packed variable-length batches (fused, flash_attention.hpp, or blocked on
+// oneDNN matmuls). Threads: OpenMP, the pool oneDNN itself uses, so nothing is oversubscribed.
+// Link tinybert::onednn.
 #pragma once
 
 #include <omp.h>
@@ -24,6 +25,7 @@
 
 #include "tinybert/backend/backend.hpp"
 #include "tinybert/backend/cpu_features.hpp"
+#include "tinybert/backend/flash_attention.hpp"
 #include "tinybert/backend/host_matrix.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/model.hpp"
@@ -193,11 +195,20 @@ class OneDnnBackend {
  public:
   using Matrix = HostMatrix;
 
+  // Which attention kernel runs (dev/cpu/attention_forward.cpp has them side by side): blocked
+  // (two oneDNN matmuls per block of query rows, v2) or fused (flash_attention.hpp, v3, the
+  // default where this build has it for the head size). Attribution (probabilities asked for)
+  // always takes the blocked one: the fused kernel never forms them.
+  enum class AttentionKernel { automatic, blocked, fused };
+
   // query_block: attention processes this many query rows at a time (memory ~ block x length).
   // A precision the CPU (or ONEDNN_MAX_CPU_ISA) cannot run falls back to f32; fallback_reason()
   // says why.
-  explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 128)
-      : precision_(precision), query_block_(std::max<int64_t>(query_block, 1)) {
+  explicit OneDnnBackend(Precision precision = Precision::f32, int64_t query_block = 128,
+                         AttentionKernel attention_kernel = AttentionKernel::automatic)
+      : precision_(precision),
+        query_block_(std::max<int64_t>(query_block, 1)),
+        attention_kernel_(attention_kernel) {
     if (precision_ == Precision::f16)
       throw Error(
           "the oneDNN backend computes in f32, bf16 or int8, not f16 (f16 is a CUDA precision)");
@@ -225,6 +236,11 @@ class OneDnnBackend {
   // without VNNI). AArch64 without SDOT keeps them too: oneDNN's kernels there are not ours to
   // check for 16-bit intermediates, and 7 bits cost little accuracy (cosine 0.995 on bge).
   int int8_weight_levels() const { return int8_dot_product_.empty() ? 63 : 127; }
+  // Whether attention (without probabilities) runs the fused kernel for this head size.
+  bool uses_fused_attention(int64_t head_dim) const {
+    return attention_kernel_ != AttentionKernel::blocked &&
+           flash::available(head_dim, precision_ == Precision::bf16);
+  }
   // Which int8 path this CPU takes, for the CLI, the server and the logs.
   std::string int8_path() const {
     return int8_dot_product_.empty() ? "int8: 7-bit weights (no dot-product instructions)"
@@ -443,7 +459,9 @@ class OneDnnBackend {
                                   n.eps);
   }
 
-  // Multi-head attention, one sequence at a time, in blocks of query rows so that memory grows
+  // Multi-head attention: the fused kernel (flash_attention.hpp) unless probabilities are asked
+  // for or it lacks this head size; else the blocked version below.
+  // Blocked: one sequence at a time, in blocks of query rows so that memory grows
   // with block x length, not length^2. Per block two batched oneDNN matmuls over the heads read
   // Q, K and V in place from the packed qkv rows (strided views, K transposed by its strides):
   // scores = Q K^T / sqrt(d), a row softmax in f32, then context = P V written straight into
@@ -456,6 +474,10 @@ class OneDnnBackend {
     context.resize(qkv.rows(), hidden);
     if (probs) probs->clear();
     const bool bf16 = precision_ == Precision::bf16;
+    if (!probs && uses_fused_attention(head_dim)) {
+      flash::attention(qkv.data(), batch, num_heads, hidden, context.data(), bf16);
+      return;
+    }
     thread_local std::vector<float> scores;
     thread_local std::vector<Eigen::bfloat16> qkv_bf16, probs_bf16;
     using onednn_detail::grow;
@@ -652,6 +674,7 @@ class OneDnnBackend {
   std::string int8_dot_product_;  // "VNNI", "SDOT", "SDOT, I8MM" or "" (none)
   std::string fallback_reason_;
   int64_t query_block_;
+  AttentionKernel attention_kernel_;
   struct AttentionShape {
     int64_t len, rows, heads, head_dim;
     auto operator<=>(const AttentionShape&) const = default;
