@@ -3,7 +3,7 @@
 // that variant's). Prints one JSON object per line; bench/run_cpu_bench.sh runs it next to
 // PyTorch and ONNX Runtime and writes the table.
 //   bench_cpu --model M.tbw --precision f32|bf16|int8 [--threads 2] [--passes 3] [--runs 20]
-//             [--shapes 16,32,64,128,256,512,b32]
+//             [--shapes 16,32,64,128,256,512,b32] [--attention fused|blocked]
 //   bench_cpu --make-bert-base OUT.tbw      (random weights, bert-base-chinese shape)
 #include <sys/resource.h>
 
@@ -126,6 +126,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::string model_path, precision_name_arg = "f32", shapes = "16,32,64,128,256,512,b32";
+    auto attention = OneDnnBackend::AttentionKernel::automatic;
     int threads = 2, passes = 3, runs = 20;
     for (size_t i = 0; i + 1 < args.size(); i += 2) {
       if (args[i] == "--model")
@@ -140,8 +141,11 @@ int main(int argc, char** argv) {
         runs = std::stoi(args[i + 1]);
       else if (args[i] == "--shapes")
         shapes = args[i + 1];
+      else if (args[i] == "--attention" && (args[i + 1] == "fused" || args[i + 1] == "blocked"))
+        attention = args[i + 1] == "fused" ? OneDnnBackend::AttentionKernel::fused
+                                           : OneDnnBackend::AttentionKernel::blocked;
       else
-        throw Error("unknown option " + args[i]);
+        throw Error("unknown option " + args[i] + " " + args[i + 1]);
     }
     if (model_path.empty()) throw Error("usage: bench_cpu --model M.tbw --precision f32|bf16|int8");
     omp_set_num_threads(threads);
@@ -149,7 +153,7 @@ int main(int argc, char** argv) {
 
     const auto t_load = Clock::now();
     const Model model(model_path);
-    OneDnnBackend backend(precision);
+    OneDnnBackend backend(precision, 128, attention);
     const Encoder encoder(model, backend);
     const double load_only_ms = ms_since(t_load);
     const std::string weight_path = std::filesystem::canonical(model_path).string();
@@ -166,9 +170,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_cpu: %s\n", backend.fallback_reason().c_str());
     std::printf(
         "{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"load_ms\":%."
-        "1f,\"load_and_first_ms\":%.1f,\"ran_as\":\"%s\"}\n",
+        "1f,\"load_and_first_ms\":%.1f,\"ran_as\":\"%s\",\"attention\":\"%s\"}\n",
         name.c_str(), precision_name(precision), threads, load_only_ms, load_ms,
-        precision_name(backend.precision()));
+        precision_name(backend.precision()),
+        backend.uses_fused_attention(model.config().head_dim()) ? "fused" : "blocked");
 
     const auto wanted = [&](const std::string& shape) {  // is shape in the comma-separated list?
       size_t start = 0;
