@@ -37,8 +37,10 @@
 
 namespace tinybert::flash {
 
-constexpr int64_t kQueryTile = 4;  // query rows computed together (they share each K / V load)
-constexpr int64_t kKeyBlock = 64;  // keys per online-softmax step: 4 vectors of 16 floats
+constexpr int64_t kQueryTile = 4;    // query rows in registers together (sharing K / V loads)
+constexpr int64_t kKeyBlock = 128;   // keys per online-softmax step
+constexpr int64_t kKeyTile = 64;     // keys in registers together: 4 vectors of 16 floats
+constexpr int64_t kQueryBlock = 32;  // query rows per task, reusing each key block from L1
 
 #if defined(__AVX512F__)
 constexpr bool kVectorised = true;
@@ -105,146 +107,225 @@ inline __m512 exp_ps(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// The online-softmax step shared by both precisions, for one query row of the tile: raw scores
-// s[0..4) (kKeyBlock keys, those at or past `valid` masked), running max m and sum l, and the
-// row's output accumulators o[0..V) in registers. Writes the block's probabilities (not yet
-// divided by l) to p and rescales o by e^(m_old - m_new).
+// What one block of kQueryBlock query rows carries from key block to key block: the running
+// max m and sum l of each row, its output accumulators o (not yet divided by l), and the current
+// key block's probabilities p (f32, and for bf16 as pairs of bf16: the P V operand).
 template <int V>
-inline void online_softmax_step(__m512 s[4], int64_t valid, float scale, float& m, float& l,
-                                __m512 o[V], float* p) {
+struct BlockState {
+  float m[kQueryBlock], l[kQueryBlock];
+  alignas(64) float o[kQueryBlock][16 * V];
+  alignas(64) float p[kQueryBlock][kKeyBlock];
+  alignas(64) uint32_t p_pairs[kQueryBlock][kKeyBlock / 2];
+
+  BlockState() {
+    std::fill(std::begin(m), std::end(m), -std::numeric_limits<float>::infinity());
+    std::fill(std::begin(l), std::end(l), 0.0f);
+    std::memset(o, 0, sizeof(o));
+  }
+  // out[r] = o[r] / l[r] for the block's valid rows
+  void finish(float* const out[], int64_t rows) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      const __m512 inv = _mm512_set1_ps(1.0f / l[r]);
+      for (int c = 0; c < V; ++c)
+        _mm512_storeu_ps(out[r] + 16 * c, _mm512_mul_ps(_mm512_load_ps(o[r] + 16 * c), inv));
+    }
+  }
+};
+
+// The online-softmax step of row r for one key block: its raw scores in p[r] (kKeyBlock keys;
+// those at or past `valid` are masked) become probabilities e^(scale s - m) under the new running
+// max m (and pairs of bf16 in p_pairs[r] for the bf16 kernel); l and the output row are rescaled
+// by e^(m_old - m_new). Two horizontal reductions per row and key block: the price of never
+// holding a whole row of scores, which a larger kKeyBlock spreads over more keys.
+template <int V>
+inline void online_softmax_step(int64_t r, int64_t valid, float scale, bool pairs,
+                                BlockState<V>& st) {
+  constexpr int kVectors = kKeyBlock / 16;
   const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __mmask16 keep[4];
-  for (int v = 0; v < 4; ++v) {
+  __mmask16 keep[kVectors];
+  __m512 s[kVectors];
+  __m512 max = neg_inf;
+  for (int v = 0; v < kVectors; ++v) {
     const int64_t left = std::clamp<int64_t>(valid - 16 * v, 0, 16);
     keep[v] = static_cast<__mmask16>((1u << left) - 1);
-    s[v] = _mm512_mask_mov_ps(neg_inf, keep[v], _mm512_mul_ps(s[v], _mm512_set1_ps(scale)));
+    s[v] = _mm512_maskz_mul_ps(keep[v], _mm512_load_ps(st.p[r] + 16 * v), _mm512_set1_ps(scale));
+    max = _mm512_mask_max_ps(max, keep[v], max, s[v]);
   }
-  const float block_max =
-      _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(s[0], s[1]), _mm512_max_ps(s[2], s[3])));
-  const float m_new = std::max(m, block_max);
-  const float alpha = std::exp(m - m_new);  // 0 on the first block (m = -inf)
+  const float m_new = std::max(st.m[r], _mm512_reduce_max_ps(max));
+  const float alpha = std::exp(st.m[r] - m_new);  // 0 on the first block (m = -inf)
+  const __m512 shift = _mm512_set1_ps(m_new);
   __m512 sum = _mm512_setzero_ps();
-  for (int v = 0; v < 4; ++v) {
-    const __m512 e =
-        _mm512_maskz_mov_ps(keep[v], exp_ps(_mm512_sub_ps(s[v], _mm512_set1_ps(m_new))));
-    sum = _mm512_add_ps(sum, e);
-    _mm512_storeu_ps(p + 16 * v, e);
+  for (int v = 0; v < kVectors; ++v) {
+    s[v] = _mm512_maskz_mov_ps(keep[v], exp_ps(_mm512_sub_ps(s[v], shift)));
+    sum = _mm512_add_ps(sum, s[v]);
+    _mm512_store_ps(st.p[r] + 16 * v, s[v]);
   }
-  l = l * alpha + _mm512_reduce_add_ps(sum);
-  m = m_new;
-  for (int c = 0; c < V; ++c) o[c] = _mm512_mul_ps(o[c], _mm512_set1_ps(alpha));
+#if defined(__AVX512BF16__)
+  if (pairs)  // 32 probabilities -> 32 bf16 in order: keys (2j, 2j+1) share a 32-bit lane
+    for (int v = 0; v < kVectors; v += 2) {
+      const __m512bh bf = _mm512_cvtne2ps_pbh(s[v + 1], s[v]);
+      _mm512_store_si512(st.p_pairs[r] + 8 * v, reinterpret_cast<const __m512i&>(bf));
+    }
+#else
+  (void)pairs;
+#endif
+  st.l[r] = st.l[r] * alpha + _mm512_reduce_add_ps(sum);
+  st.m[r] = m_new;
+  const __m512 a = _mm512_set1_ps(alpha);
+  for (int c = 0; c < V; ++c)
+    _mm512_store_ps(st.o[r] + 16 * c, _mm512_mul_ps(_mm512_load_ps(st.o[r] + 16 * c), a));
 }
 
-// f32: V = head_dim / 16 output vectors per row. kt: this head's Kᵀ, [d][stride] (keys padded
-// with zeros to a multiple of kKeyBlock).
+// S for kQueryTile rows x 16 KV keys (KV = 1..4 vectors: a short last key block computes only
+// what it has), accumulated into s: per dimension one load of each key vector, 4 KV FMAs.
+template <int KV>
+inline void scores_f32(const float* const q[kQueryTile], const float* kt, int64_t stride, int64_t d,
+                       __m512 s[kQueryTile][4]) {
+  for (int64_t i = 0; i < d; ++i) {
+    __m512 k[KV];
+    for (int v = 0; v < KV; ++v) k[v] = _mm512_loadu_ps(kt + i * stride + 16 * v);
+    for (int t = 0; t < kQueryTile; ++t) {
+      const __m512 qi = _mm512_set1_ps(q[t][i]);
+      for (int v = 0; v < KV; ++v) s[t][v] = _mm512_fmadd_ps(qi, k[v], s[t][v]);
+    }
+  }
+}
+
+// Calls f.template operator()<KV>() with KV = the 16-key vectors that `valid` keys need.
+template <typename F>
+void with_key_vectors(int64_t valid, F&& f) {
+  switch ((valid + 15) / 16) {
+    case 1:
+      return f.template operator()<1>();
+    case 2:
+      return f.template operator()<2>();
+    case 3:
+      return f.template operator()<3>();
+    default:
+      return f.template operator()<4>();
+  }
+}
+
+// f32, one block of query rows (q: kQueryBlock row pointers, those past `rows` repeating the
+// last), V = head_dim / 16. kt: the head's Kᵀ, [d][stride]; v: its V rows, [stride][d], both
+// with keys padded by zeros to `stride`, a multiple of 16. Per key block: S for 4 rows x 64 keys
+// at a time in 16 registers (per dimension one load of 4 key vectors, 16 FMAs) into p, the
+// online softmax per row, then O += P V for 4 rows at a time (per key one load of its V row, 4V
+// FMAs). The key block (32 KB of K and of V for d = 64) stays in L2 (mostly L1) while every row
+// tile of the query block uses it.
 template <int V>
-void tile_f32(const float* const q[kQueryTile], const float* kt, int64_t kt_stride,
-              const float* v_rows, int64_t row_stride, int64_t len, float scale,
-              float* const out[kQueryTile], int64_t tile_rows) {
+void block_f32(const float* const q[kQueryBlock], int64_t rows, const float* kt, const float* v,
+               int64_t stride, int64_t len, float scale, float* const out[kQueryBlock]) {
   constexpr int64_t d = 16 * V;
-  __m512 o[kQueryTile][V];
-  float m[kQueryTile], l[kQueryTile];
-  alignas(64) float p[kQueryTile][kKeyBlock];
-  for (int t = 0; t < kQueryTile; ++t) {
-    m[t] = -std::numeric_limits<float>::infinity();
-    l[t] = 0;
-    for (int c = 0; c < V; ++c) o[t][c] = _mm512_setzero_ps();
-  }
+  BlockState<V> st;
+  const int64_t row_tiles = (rows + kQueryTile - 1) / kQueryTile;
   for (int64_t k0 = 0; k0 < len; k0 += kKeyBlock) {
-    // S = Q Kᵀ for 4 rows x 64 keys: per dimension one load of 4 key vectors, 16 FMAs
-    __m512 s[kQueryTile][4];
-    for (auto& row : s)
-      for (auto& x : row) x = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; ++i) {
-      const float* k = kt + i * kt_stride + k0;
-      const __m512 k0v = _mm512_loadu_ps(k), k1v = _mm512_loadu_ps(k + 16),
-                   k2v = _mm512_loadu_ps(k + 32), k3v = _mm512_loadu_ps(k + 48);
-      for (int t = 0; t < kQueryTile; ++t) {
-        const __m512 qi = _mm512_set1_ps(q[t][i]);
-        s[t][0] = _mm512_fmadd_ps(qi, k0v, s[t][0]);
-        s[t][1] = _mm512_fmadd_ps(qi, k1v, s[t][1]);
-        s[t][2] = _mm512_fmadd_ps(qi, k2v, s[t][2]);
-        s[t][3] = _mm512_fmadd_ps(qi, k3v, s[t][3]);
-      }
-    }
     const int64_t valid = std::min(kKeyBlock, len - k0);
-    for (int t = 0; t < kQueryTile; ++t)
-      online_softmax_step<V>(s[t], valid, scale, m[t], l[t], o[t], p[t]);
-    // O += P V: per key one load of its V row (V vectors), shared by the 4 query rows
-    for (int64_t j = 0; j < valid; ++j) {
-      const float* v = v_rows + (k0 + j) * row_stride;
-      __m512 vv[V];
-      for (int c = 0; c < V; ++c) vv[c] = _mm512_loadu_ps(v + 16 * c);
-      for (int t = 0; t < kQueryTile; ++t) {
-        const __m512 pj = _mm512_set1_ps(p[t][j]);
-        for (int c = 0; c < V; ++c) o[t][c] = _mm512_fmadd_ps(pj, vv[c], o[t][c]);
+    for (int64_t tile = 0; tile < row_tiles; ++tile) {
+      const float* const* tq = q + tile * kQueryTile;
+      for (int64_t c0 = 0; c0 < valid; c0 += kKeyTile) {
+        __m512 s[kQueryTile][4];
+        for (auto& row : s)
+          for (auto& x : row) x = _mm512_setzero_ps();
+        with_key_vectors(std::min(kKeyTile, valid - c0),
+                         [&]<int KV>() { scores_f32<KV>(tq, kt + k0 + c0, stride, d, s); });
+        for (int t = 0; t < kQueryTile; ++t)
+          for (int v = 0; v < 4; ++v)
+            _mm512_store_ps(st.p[tile * kQueryTile + t] + c0 + 16 * v, s[t][v]);
       }
     }
+    for (int64_t r = 0; r < row_tiles * kQueryTile; ++r)
+      online_softmax_step<V>(r, valid, scale, false, st);
+    for (int64_t tile = 0; tile < row_tiles; ++tile) {
+      const int64_t r0 = tile * kQueryTile;
+      __m512 o[kQueryTile][V];
+      for (int t = 0; t < kQueryTile; ++t)
+        for (int c = 0; c < V; ++c) o[t][c] = _mm512_load_ps(st.o[r0 + t] + 16 * c);
+      for (int64_t j = 0; j < valid; ++j) {
+        const float* vj = v + (k0 + j) * d;
+        __m512 vv[V];
+        for (int c = 0; c < V; ++c) vv[c] = _mm512_loadu_ps(vj + 16 * c);
+        for (int t = 0; t < kQueryTile; ++t) {
+          const __m512 pj = _mm512_set1_ps(st.p[r0 + t][j]);
+          for (int c = 0; c < V; ++c) o[t][c] = _mm512_fmadd_ps(pj, vv[c], o[t][c]);
+        }
+      }
+      for (int t = 0; t < kQueryTile; ++t)
+        for (int c = 0; c < V; ++c) _mm512_store_ps(st.o[r0 + t] + 16 * c, o[t][c]);
+    }
   }
-  for (int t = 0; t < tile_rows; ++t) {
-    const __m512 inv = _mm512_set1_ps(1.0f / l[t]);
-    for (int c = 0; c < V; ++c) _mm512_storeu_ps(out[t] + 16 * c, _mm512_mul_ps(o[t][c], inv));
-  }
+  st.finish(out, rows);
 }
 #endif
 
 #if defined(__AVX512BF16__)
-// bf16: kp = this head's K as pairs of dimensions, [d/2][stride] uint32 (two bf16: dims 2i and
-// 2i+1 of one key); vp = V as pairs of keys, [stride/2][d] uint32 (keys 2j and 2j+1 of one
-// dimension); q = the tile's query rows as pairs, [kQueryTile][d/2]. vdpbf16ps multiplies the
-// pairs and adds both products to an f32 lane: 16 keys (S) or 16 dimensions (P V) per vector.
-template <int V>
-void tile_bf16(const uint32_t* const qp[kQueryTile], const uint32_t* kp, int64_t stride,
-               const uint32_t* vp, int64_t len, float scale, float* const out[kQueryTile],
-               int64_t tile_rows) {
-  constexpr int64_t d = 16 * V;
-  __m512 o[kQueryTile][V];
-  float m[kQueryTile], l[kQueryTile];
-  alignas(64) float p[kQueryTile][kKeyBlock];
-  for (int t = 0; t < kQueryTile; ++t) {
-    m[t] = -std::numeric_limits<float>::infinity();
-    l[t] = 0;
-    for (int c = 0; c < V; ++c) o[t][c] = _mm512_setzero_ps();
-  }
-  const auto dot = [](__m512 acc, __m512i a, __m512i b) {
-    return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
-  };
-  for (int64_t k0 = 0; k0 < len; k0 += kKeyBlock) {
-    __m512 s[kQueryTile][4];
-    for (auto& row : s)
-      for (auto& x : row) x = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d / 2; ++i) {
-      const uint32_t* k = kp + i * stride + k0;
-      const __m512i k0v = _mm512_loadu_si512(k), k1v = _mm512_loadu_si512(k + 16),
-                    k2v = _mm512_loadu_si512(k + 32), k3v = _mm512_loadu_si512(k + 48);
-      for (int t = 0; t < kQueryTile; ++t) {
-        const __m512i qi = _mm512_set1_epi32(static_cast<int>(qp[t][i]));
-        s[t][0] = dot(s[t][0], qi, k0v);
-        s[t][1] = dot(s[t][1], qi, k1v);
-        s[t][2] = dot(s[t][2], qi, k2v);
-        s[t][3] = dot(s[t][3], qi, k3v);
-      }
+inline __m512 dot_bf16(__m512 acc, __m512i a, __m512i b) {
+  return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
+}
+
+// S as scores_f32 does, from pairs: per pair of dimensions one load of each key vector.
+template <int KV>
+inline void scores_bf16(const uint32_t* const q[kQueryTile], const uint32_t* kp, int64_t stride,
+                        int64_t d, __m512 s[kQueryTile][4]) {
+  for (int64_t i = 0; i < d / 2; ++i) {
+    __m512i k[KV];
+    for (int v = 0; v < KV; ++v) k[v] = _mm512_loadu_si512(kp + i * stride + 16 * v);
+    for (int t = 0; t < kQueryTile; ++t) {
+      const __m512i qi = _mm512_set1_epi32(static_cast<int>(q[t][i]));
+      for (int v = 0; v < KV; ++v) s[t][v] = dot_bf16(s[t][v], qi, k[v]);
     }
-    const int64_t valid = std::min(kKeyBlock, len - k0);
-    for (int t = 0; t < kQueryTile; ++t)
-      online_softmax_step<V>(s[t], valid, scale, m[t], l[t], o[t], p[t]);
-    // O += P V over pairs of keys; masked probabilities are 0 and padded V rows are zeros
-    for (int64_t j = 0; j < valid; j += 2) {
-      const uint32_t* v = vp + ((k0 + j) / 2) * d;
-      __m512i vv[V];
-      for (int c = 0; c < V; ++c) vv[c] = _mm512_loadu_si512(v + 16 * c);
-      for (int t = 0; t < kQueryTile; ++t) {
-        const __m512i pj = _mm512_set1_epi32(static_cast<int>(bf16_pair(p[t][j], p[t][j + 1])));
-        for (int c = 0; c < V; ++c) o[t][c] = dot(o[t][c], pj, vv[c]);
-      }
-    }
-  }
-  for (int t = 0; t < tile_rows; ++t) {
-    const __m512 inv = _mm512_set1_ps(1.0f / l[t]);
-    for (int c = 0; c < V; ++c) _mm512_storeu_ps(out[t] + 16 * c, _mm512_mul_ps(o[t][c], inv));
   }
 }
 
+// bf16, the same block with vdpbf16ps, which multiplies pairs of bf16 and adds both products to
+// an f32 lane. q: the rows as pairs of dimensions, [d/2] uint32 each; kp: the head's K as pairs
+// of dimensions, [d/2][stride] (16 keys a vector); vp: its V as pairs of keys, [stride/2][d] (16
+// dimensions a vector); P goes in as pairs of keys (BlockState::p_pairs).
+template <int V>
+void block_bf16(const uint32_t* const q[kQueryBlock], int64_t rows, const uint32_t* kp,
+                const uint32_t* vp, int64_t stride, int64_t len, float scale,
+                float* const out[kQueryBlock]) {
+  constexpr int64_t d = 16 * V;
+  BlockState<V> st;
+  const int64_t row_tiles = (rows + kQueryTile - 1) / kQueryTile;
+  for (int64_t k0 = 0; k0 < len; k0 += kKeyBlock) {
+    const int64_t valid = std::min(kKeyBlock, len - k0);
+    for (int64_t tile = 0; tile < row_tiles; ++tile) {
+      const uint32_t* const* tq = q + tile * kQueryTile;
+      for (int64_t c0 = 0; c0 < valid; c0 += kKeyTile) {
+        __m512 s[kQueryTile][4];
+        for (auto& row : s)
+          for (auto& x : row) x = _mm512_setzero_ps();
+        with_key_vectors(std::min(kKeyTile, valid - c0),
+                         [&]<int KV>() { scores_bf16<KV>(tq, kp + k0 + c0, stride, d, s); });
+        for (int t = 0; t < kQueryTile; ++t)
+          for (int v = 0; v < 4; ++v)
+            _mm512_store_ps(st.p[tile * kQueryTile + t] + c0 + 16 * v, s[t][v]);
+      }
+    }
+    for (int64_t r = 0; r < row_tiles * kQueryTile; ++r)
+      online_softmax_step<V>(r, valid, scale, true, st);
+    for (int64_t tile = 0; tile < row_tiles; ++tile) {
+      const int64_t r0 = tile * kQueryTile;
+      __m512 o[kQueryTile][V];
+      for (int t = 0; t < kQueryTile; ++t)
+        for (int c = 0; c < V; ++c) o[t][c] = _mm512_load_ps(st.o[r0 + t] + 16 * c);
+      // masked probabilities are 0 and padded V rows zeros: an odd `valid` reads one more key
+      for (int64_t j = 0; j < (valid + 1) / 2; ++j) {
+        const uint32_t* vj = vp + (k0 / 2 + j) * d;
+        __m512i vv[V];
+        for (int c = 0; c < V; ++c) vv[c] = _mm512_loadu_si512(vj + 16 * c);
+        for (int t = 0; t < kQueryTile; ++t) {
+          const __m512i pj = _mm512_set1_epi32(static_cast<int>(st.p_pairs[r0 + t][j]));
+          for (int c = 0; c < V; ++c) o[t][c] = dot_bf16(o[t][c], pj, vv[c]);
+        }
+      }
+      for (int t = 0; t < kQueryTile; ++t)
+        for (int c = 0; c < V; ++c) _mm512_store_ps(st.o[r0 + t] + 16 * c, o[t][c]);
+    }
+  }
+  st.finish(out, rows);
+}
 #endif
 
 // Calls f.template operator()<V>() for V = vectors (1..8): the kernels' register arrays need V at
@@ -310,13 +391,13 @@ inline void rows_portable(const float* qkv, int64_t row_stride, int64_t hidden, 
 }  // namespace detail
 
 // context[tokens, hidden] = attention of every packed sequence of `batch` over itself, from the
-// packed qkv rows [tokens, 3 * hidden]. Threads (OpenMP) take (sequence, head, query block)
-// tasks; query_block rows per task. Requires available(head_dim, bf16).
+// packed qkv rows [tokens, 3 * hidden]. Threads (OpenMP) take (sequence, head, block of
+// kQueryBlock query rows) tasks. Requires available(head_dim, bf16).
 inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64_t hidden,
-                      float* context, bool bf16, int64_t query_block = 64) {
+                      float* context, bool bf16) {
   const int64_t head_dim = hidden / heads, row_stride = 3 * hidden;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const std::vector<detail::Task> tasks = detail::tasks_of(batch, heads, query_block);
+  const std::vector<detail::Task> tasks = detail::tasks_of(batch, heads, kQueryBlock);
   const auto task_count = static_cast<int64_t>(tasks.size());
   if constexpr (!kVectorised) {
     (void)bf16;  // available() is false for bf16 here
@@ -330,27 +411,30 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
     return;
   }
 #if defined(__AVX512F__)
-  // 1. Pack K (and V) of every (sequence, head), keys padded to a multiple of kKeyBlock.
+  // 1. Pack K and V of every (sequence, head), keys padded with zeros to a multiple of 16:
+  //    f32 Kᵀ [d][keys] and V [keys][d]; bf16 K in pairs of dimensions, V in pairs of keys, and
+  //    the query rows in pairs of dimensions.
   const int64_t sequences = batch.num_sequences();
-  std::vector<int64_t> offset(static_cast<size_t>(sequences + 1), 0);  // in elements per head
+  std::vector<int64_t> offset(static_cast<size_t>(sequences + 1), 0);  // elements, per head
   for (int64_t s = 0; s < sequences; ++s)
-    offset[s + 1] = offset[s] + detail::round_up(batch.seq_len(s), kKeyBlock) * head_dim;
-  const int64_t per_head = offset[sequences];
-  thread_local std::vector<float> kt_f32;
-  thread_local std::vector<uint32_t> kp_bf16, vp_bf16, qp_bf16;
-  float* kt = bf16 ? nullptr : detail::grow(kt_f32, static_cast<size_t>(heads * per_head));
-  uint32_t* kp = bf16 ? detail::grow(kp_bf16, static_cast<size_t>(heads * per_head / 2)) : nullptr;
-  uint32_t* vp = bf16 ? detail::grow(vp_bf16, static_cast<size_t>(heads * per_head / 2)) : nullptr;
-  // bf16: the query rows as pairs too, [tokens][hidden / 2]
+    offset[s + 1] = offset[s] + detail::round_up(batch.seq_len(s), 16) * head_dim;
+  const auto per_head = offset[static_cast<size_t>(sequences)];
+  const auto packed = static_cast<size_t>(heads * per_head);
+  thread_local std::vector<float> k_f32, v_f32;
+  thread_local std::vector<uint32_t> k_bf16, v_bf16, q_bf16;
+  float* kt = bf16 ? nullptr : detail::grow(k_f32, packed);
+  float* vf = bf16 ? nullptr : detail::grow(v_f32, packed);
+  uint32_t* kp = bf16 ? detail::grow(k_bf16, packed / 2) : nullptr;
+  uint32_t* vp = bf16 ? detail::grow(v_bf16, packed / 2) : nullptr;
   uint32_t* qp =
-      bf16 ? detail::grow(qp_bf16, static_cast<size_t>(batch.cu_seqlens.back() * hidden / 2))
+      bf16 ? detail::grow(q_bf16, static_cast<size_t>(batch.cu_seqlens.back() * hidden / 2))
            : nullptr;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t s = 0; s < sequences; ++s)
     for (int64_t h = 0; h < heads; ++h) {
       const int64_t begin = batch.seq_begin(s), len = batch.seq_len(s);
-      const int64_t stride = detail::round_up(len, kKeyBlock);  // keys per packed row
-      const int64_t base = h * per_head + offset[s];
+      const int64_t stride = detail::round_up(len, 16);  // keys, padded to whole vectors
+      const int64_t base = h * per_head + offset[static_cast<size_t>(s)];
       const auto k_at = [&](int64_t j, int64_t i) {
         return j < len ? qkv[(begin + j) * row_stride + hidden + h * head_dim + i] : 0.0f;
       };
@@ -358,12 +442,14 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
         return j < len ? qkv[(begin + j) * row_stride + 2 * hidden + h * head_dim + i] : 0.0f;
       };
       if (!bf16) {
-        for (int64_t i = 0; i < head_dim; ++i)
-          for (int64_t j = 0; j < stride; ++j) kt[base + i * stride + j] = k_at(j, i);
+        for (int64_t j = 0; j < stride; ++j)  // key-major: each qkv row is read once, in order
+          for (int64_t i = 0; i < head_dim; ++i) kt[base + i * stride + j] = k_at(j, i);
+        for (int64_t j = 0; j < stride; ++j)
+          for (int64_t i = 0; i < head_dim; ++i) vf[base + j * head_dim + i] = v_at(j, i);
         continue;
       }
-      for (int64_t i = 0; i < head_dim / 2; ++i)
-        for (int64_t j = 0; j < stride; ++j)
+      for (int64_t j = 0; j < stride; ++j)
+        for (int64_t i = 0; i < head_dim / 2; ++i)
           kp[base / 2 + i * stride + j] = detail::bf16_pair(k_at(j, 2 * i), k_at(j, 2 * i + 1));
       for (int64_t j = 0; j < stride / 2; ++j)
         for (int64_t i = 0; i < head_dim; ++i)
@@ -374,35 +460,31 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
           qp[(begin + r) * hidden / 2 + h * head_dim / 2 + i] = detail::bf16_pair(q[0], q[1]);
         }
     }
-  // 2. The tasks: tiles of kQueryTile rows; a short last tile repeats its last row (not stored).
+  // 2. The blocks of query rows; rows past a short block's end repeat its last row (not stored).
   const int vectors = static_cast<int>(head_dim / 16);
 #pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < task_count; ++n) {
     const detail::Task& task = tasks[static_cast<size_t>(n)];
     const int64_t begin = batch.seq_begin(task.sequence), len = batch.seq_len(task.sequence);
-    const int64_t stride = detail::round_up(len, kKeyBlock);
-    const int64_t base = task.head * per_head + offset[task.sequence];
-    for (int64_t r0 = task.first_row; r0 < task.first_row + task.rows; r0 += kQueryTile) {
-      const int64_t tile_rows = std::min(kQueryTile, task.first_row + task.rows - r0);
-      const float* q[kQueryTile];
-      const uint32_t* qpair[kQueryTile];
-      float* out[kQueryTile];
-      for (int64_t t = 0; t < kQueryTile; ++t) {
-        const int64_t token = begin + r0 + std::min(t, tile_rows - 1);
-        q[t] = qkv + token * row_stride + task.head * head_dim;
-        out[t] = context + token * hidden + task.head * head_dim;
-        if (bf16) qpair[t] = qp + token * hidden / 2 + task.head * head_dim / 2;
-      }
-      const float* v_rows = qkv + begin * row_stride + 2 * hidden + task.head * head_dim;
-      detail::with_vectors(vectors, [&]<int V>() {
-#if defined(__AVX512BF16__)
-        if (bf16)
-          return detail::tile_bf16<V>(qpair, kp + base / 2, stride, vp + base / 2, len, scale, out,
-                                      tile_rows);
-#endif
-        detail::tile_f32<V>(q, kt + base, stride, v_rows, row_stride, len, scale, out, tile_rows);
-      });
+    const int64_t stride = detail::round_up(len, 16);  // keys, padded to whole vectors
+    const int64_t base = task.head * per_head + offset[static_cast<size_t>(task.sequence)];
+    const float* q[kQueryBlock];
+    const uint32_t* q_pairs[kQueryBlock];
+    float* out[kQueryBlock];
+    for (int64_t r = 0; r < kQueryBlock; ++r) {
+      const int64_t token = begin + task.first_row + std::min(r, task.rows - 1);
+      q[r] = qkv + token * row_stride + task.head * head_dim;
+      out[r] = context + token * hidden + task.head * head_dim;
+      q_pairs[r] = bf16 ? qp + token * hidden / 2 + task.head * head_dim / 2 : nullptr;
     }
+    detail::with_vectors(vectors, [&]<int V>() {
+#if defined(__AVX512BF16__)
+      if (bf16)
+        return detail::block_bf16<V>(q_pairs, task.rows, kp + base / 2, vp + base / 2, stride, len,
+                                     scale, out);
+#endif
+      detail::block_f32<V>(q, task.rows, kt + base, vf + base, stride, len, scale, out);
+    });
   }
 #endif
 }
