@@ -1,9 +1,11 @@
 // Fused self-attention on the CPU, after FlashAttention-2 (Dao 2023): for each (sequence, head,
-// block of query rows) the keys are visited in blocks of kKeyBlock; each block's scores
-// S = Q Kᵀ / sqrt(d) live only in registers and a 1 KB scratch, an online softmax rescales what
-// was accumulated so far (running max m and sum l per row), and P V is added to the output
-// rows. No L x L matrix is ever written, so memory traffic grows with L, not L², and one pass
-// replaces the two matmuls and the softmax sweep of the blocked version (OneDnnBackend's v2).
+// block of kQueryBlock query rows) the keys are visited in blocks of kKeyBlock; each block's
+// scores S = Q Kᵀ / sqrt(d) are computed 4 rows x 64 keys at a time in registers into a 16 KB
+// scratch that stays in L1, an online softmax rescales what was accumulated so far (running max
+// m and sum l per row), and P V is added to the output rows. No L x L matrix is ever written,
+// and two parallel regions per call (packing, then the blocks) replace the blocked version's
+// two matmuls and softmax sweep per block of each sequence (OneDnnBackend's v2), with their
+// barriers between threads.
 //
 // Numbered versions of this kernel sit side by side in dev/cpu/attention_forward.cpp (v1 naive,
 // v2 blocked oneDNN matmuls, v3 this one), each checked against v1 and timed there.
