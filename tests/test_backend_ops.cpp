@@ -788,18 +788,21 @@ std::vector<Entry> cpu_backends() {
                        .bounds = bounds,
                        .runner = std::move(runner)});
   }
-  // The attention kernel that is not the default ("onednn" above takes the fused one where this
-  // build has it): the blocked oneDNN-matmul version (v2 of dev/cpu/attention_forward.cpp).
-  for (const Precision asked : {Precision::f32, Precision::bf16}) {
-    auto runner = std::make_unique<BackendRunner<OneDnnBackend>>(
-        asked, 128, OneDnnBackend::AttentionKernel::blocked);
+  // The attention kernel that is not the default in each precision ("onednn" above runs fused in
+  // bf16, blocked in f32 and int8): v2 and v3 of dev/cpu/attention_forward.cpp both held to the
+  // same bounds.
+  using Kernel = OneDnnBackend::AttentionKernel;
+  for (const auto& [asked, kernel] :
+       {std::pair{Precision::f32, Kernel::fused}, std::pair{Precision::bf16, Kernel::blocked}}) {
+    auto runner = std::make_unique<BackendRunner<OneDnnBackend>>(asked, 128, kernel);
     if (runner->backend().precision() != asked) continue;  // reported above
-    entries.push_back({.backend = "onednn attention=blocked",
-                       .dtype = precision_name(asked),
-                       .held = Held::f32,
-                       .reference = Reference::cpu_ref,
-                       .bounds = asked == Precision::bf16 ? &kOneDnnBf16 : &kOneDnnF32,
-                       .runner = std::move(runner)});
+    entries.push_back(
+        {.backend = kernel == Kernel::fused ? "onednn attention=fused" : "onednn attention=blocked",
+         .dtype = precision_name(asked),
+         .held = Held::f32,
+         .reference = Reference::cpu_ref,
+         .bounds = asked == Precision::bf16 ? &kOneDnnBf16 : &kOneDnnF32,
+         .runner = std::move(runner)});
   }
 #endif
   // The yardsticks of the CUDA bounds (section 1), measured wherever the tests run.

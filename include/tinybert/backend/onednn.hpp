@@ -196,9 +196,12 @@ class OneDnnBackend {
   using Matrix = HostMatrix;
 
   // Which attention kernel runs (dev/cpu/attention_forward.cpp has them side by side): blocked
-  // (two oneDNN matmuls per block of query rows, v2) or fused (flash_attention.hpp, v3, the
-  // default where this build has it for the head size). Attribution (probabilities asked for)
-  // always takes the blocked one: the fused kernel never forms them.
+  // (two oneDNN matmuls per block of query rows, v2) or fused (flash_attention.hpp, v3).
+  // automatic: fused in bf16, where it measured 2.1-2.3 x faster than blocked at every length
+  // (bert-base bf16 s512 1.55 x end to end), blocked in f32 and int8 (f32 attention), where
+  // oneDNN's matmuls measured as fast or faster on 2 threads (bench/RESULTS.md, "Attention
+  // kernels"). Attribution (probabilities asked for) always takes the blocked one: the fused
+  // kernel never forms them.
   enum class AttentionKernel { automatic, blocked, fused };
 
   // query_block: attention processes this many query rows at a time (memory ~ block x length).
@@ -238,8 +241,10 @@ class OneDnnBackend {
   int int8_weight_levels() const { return int8_dot_product_.empty() ? 63 : 127; }
   // Whether attention (without probabilities) runs the fused kernel for this head size.
   bool uses_fused_attention(int64_t head_dim) const {
-    return attention_kernel_ != AttentionKernel::blocked &&
-           flash::available(head_dim, precision_ == Precision::bf16);
+    const bool bf16 = precision_ == Precision::bf16;
+    if (attention_kernel_ == AttentionKernel::blocked || !flash::available(head_dim, bf16))
+      return false;
+    return attention_kernel_ == AttentionKernel::fused || bf16;
   }
   // Which int8 path this CPU takes, for the CLI, the server and the logs.
   std::string int8_path() const {
@@ -467,8 +472,8 @@ class OneDnnBackend {
                                   n.eps);
   }
 
-  // Multi-head attention: the fused kernel (flash_attention.hpp) unless probabilities are asked
-  // for or it lacks this head size; else the blocked version below.
+  // Multi-head attention: the fused kernel (flash_attention.hpp) where uses_fused_attention()
+  // says so and no probabilities are asked for; else the blocked version below.
   // Blocked: one sequence at a time, in blocks of query rows so that memory grows
   // with block x length, not length^2. Per block two batched oneDNN matmuls over the heads read
   // Q, K and V in place from the packed qkv rows (strided views, K transposed by its strides):
