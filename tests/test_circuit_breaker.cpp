@@ -198,6 +198,21 @@ TEST_CASE("a body with a number beyond double is invalid JSON, not an internal e
   }
 }
 
+// Found by tests/fuzz/fuzz_request_bodies: the JSON parser stopped at a NUL byte, so a valid
+// object followed by NUL and anything else was accepted as that object.
+TEST_CASE("a body with a NUL byte is invalid JSON, whatever precedes it", "[service]") {
+  const std::string body = std::string(R"({"input": "ok"})") + '\0' + R"( {"input": 1})";
+  try {
+    const RequestBody request(body, {"input"}, RequestLimits{});
+    FAIL("accepted a body with a NUL byte");
+  } catch (const ApiError& e) {
+    CHECK(e.status == 400);
+    CHECK(e.type == "invalid_json");
+    CHECK(e.position == 15);
+    CHECK_THAT(e.what(), Catch::Contains("NUL byte at byte 15"));
+  }
+}
+
 TEST_CASE("a Service loses no request while its model's backend fails and recovers",
           "[breaker][service]") {
   const std::string path = test::tiny_tbw("tiny-bert");

@@ -69,6 +69,15 @@ class RequestBody {
     if (body.size() > limits.max_body_bytes)
       throw too_large("the body has " + std::to_string(body.size()) + " bytes, the limit is " +
                       std::to_string(limits.max_body_bytes));
+    // nlohmann's parser takes a NUL byte for the end of the input and ignores what follows, so
+    // "{...}\0anything" would be accepted; JSON text has no raw NUL (found by
+    // tests/fuzz/fuzz_request_bodies).
+    if (const size_t nul = body.find('\0'); nul != std::string::npos) {
+      ApiError error(400, "invalid_json",
+                     "the body is not valid JSON: a NUL byte at byte " + std::to_string(nul));
+      error.position = nul;
+      throw error;
+    }
     try {
       json_ = json::parse(body);
     } catch (const json::parse_error& e) {
