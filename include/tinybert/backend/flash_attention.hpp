@@ -16,9 +16,9 @@
 // (available() says so; the backend then keeps v2).
 //
 // Layout: the packed qkv rows of a Batch, [tokens, 3 * hidden] = [q | k | v], head h at columns
-// h * d .. h * d + d of each third. Per (sequence, head) K is first packed transposed (Kᵀ, so
-// that 16 consecutive keys are one vector) and, for bf16, K and V as pairs (the operand layout of
-// vdpbf16ps); packing is O(L d), the attention O(L² d).
+// h * d .. h * d + d of each third. Per (sequence, head) K and V are first packed: in f32 Kᵀ (16
+// consecutive keys are one vector) and V's rows side by side; in bf16 K, V and Q as pairs (the
+// operand layout of vdpbf16ps). Packing is O(L d), the attention O(L² d).
 #pragma once
 
 #include <omp.h>
