@@ -178,21 +178,6 @@ inline void online_softmax_step(int64_t r, int64_t valid, float scale, bool pair
     _mm512_store_ps(st.o[r] + 16 * c, _mm512_mul_ps(_mm512_load_ps(st.o[r] + 16 * c), a));
 }
 
-// S for kQueryTile rows x 16 KV keys (KV = 1..4 vectors: a short last key block computes only
-// what it has), accumulated into s: per dimension one load of each key vector, 4 KV FMAs.
-template <int KV>
-inline void scores_f32(const float* const q[kQueryTile], const float* kt, int64_t stride, int64_t d,
-                       __m512 s[kQueryTile][4]) {
-  for (int64_t i = 0; i < d; ++i) {
-    __m512 k[KV];
-    for (int v = 0; v < KV; ++v) k[v] = _mm512_loadu_ps(kt + i * stride + 16 * v);
-    for (int t = 0; t < kQueryTile; ++t) {
-      const __m512 qi = _mm512_set1_ps(q[t][i]);
-      for (int v = 0; v < KV; ++v) s[t][v] = _mm512_fmadd_ps(qi, k[v], s[t][v]);
-    }
-  }
-}
-
 // Calls f.template operator()<KV>() with KV = the 16-key vectors that `valid` keys need.
 template <typename F>
 void with_key_vectors(int64_t valid, F&& f) {
@@ -208,56 +193,83 @@ void with_key_vectors(int64_t valid, F&& f) {
   }
 }
 
-// f32, one block of query rows (q: kQueryBlock row pointers, those past `rows` repeating the
-// last), V = head_dim / 16. kt: the head's Kᵀ, [d][stride]; v: its V rows, [stride][d], both
-// with keys padded by zeros to `stride`, a multiple of 16. Per key block: S for 4 rows x 64 keys
-// at a time in 16 registers (per dimension one load of 4 key vectors, 16 FMAs) into p, the
-// online softmax per row, then O += P V for 4 rows at a time (per key one load of its V row, 4V
-// FMAs). The key block (32 KB of K and of V for d = 64) stays in L2 (mostly L1) while every row
-// tile of the query block uses it.
-template <int V>
-void block_f32(const float* const q[kQueryBlock], int64_t rows, const float* kt, const float* v,
-               int64_t stride, int64_t len, float scale, float* const out[kQueryBlock]) {
-  constexpr int64_t d = 16 * V;
+// One block of query rows, in either precision: Product supplies the two products (S = Q Kᵀ
+// for kQueryTile rows x 16 KV keys, and O += P V for kQueryTile rows), the loop around them is
+// the same. Per key block: S for 4 rows x 64 keys at a time in 16 registers into p, the online
+// softmax per row, then O += P V for 4 rows at a time. The key block (32 KB of K and of V for
+// d = 64) stays in L2 (mostly L1) while every row tile of the query block uses it. V =
+// head_dim / 16; rows past `rows` repeat the last (their results are not stored).
+template <int V, class Product>
+void attend_block(const Product& product, int64_t rows, int64_t len, float scale,
+                  float* const out[kQueryBlock]) {
   BlockState<V> st;
   const int64_t row_tiles = (rows + kQueryTile - 1) / kQueryTile;
   for (int64_t k0 = 0; k0 < len; k0 += kKeyBlock) {
     const int64_t valid = std::min(kKeyBlock, len - k0);
     for (int64_t tile = 0; tile < row_tiles; ++tile) {
-      const float* const* tq = q + tile * kQueryTile;
+      const int64_t r0 = tile * kQueryTile;
       for (int64_t c0 = 0; c0 < valid; c0 += kKeyTile) {
         __m512 s[kQueryTile][4];
         for (auto& row : s)
           for (auto& x : row) x = _mm512_setzero_ps();
         with_key_vectors(std::min(kKeyTile, valid - c0),
-                         [&]<int KV>() { scores_f32<KV>(tq, kt + k0 + c0, stride, d, s); });
+                         [&]<int KV>() { product.template scores<KV>(r0, k0 + c0, s); });
         for (int t = 0; t < kQueryTile; ++t)
-          for (int v = 0; v < 4; ++v)
-            _mm512_store_ps(st.p[tile * kQueryTile + t] + c0 + 16 * v, s[t][v]);
+          for (int v = 0; v < 4; ++v) _mm512_store_ps(st.p[r0 + t] + c0 + 16 * v, s[t][v]);
       }
     }
     for (int64_t r = 0; r < row_tiles * kQueryTile; ++r)
-      online_softmax_step<V>(r, valid, scale, false, st);
+      online_softmax_step<V>(r, valid, scale, Product::kPairs, st);
     for (int64_t tile = 0; tile < row_tiles; ++tile) {
       const int64_t r0 = tile * kQueryTile;
       __m512 o[kQueryTile][V];
       for (int t = 0; t < kQueryTile; ++t)
         for (int c = 0; c < V; ++c) o[t][c] = _mm512_load_ps(st.o[r0 + t] + 16 * c);
-      for (int64_t j = 0; j < valid; ++j) {
-        const float* vj = v + (k0 + j) * d;
-        __m512 vv[V];
-        for (int c = 0; c < V; ++c) vv[c] = _mm512_loadu_ps(vj + 16 * c);
-        for (int t = 0; t < kQueryTile; ++t) {
-          const __m512 pj = _mm512_set1_ps(st.p[r0 + t][j]);
-          for (int c = 0; c < V; ++c) o[t][c] = _mm512_fmadd_ps(pj, vv[c], o[t][c]);
-        }
-      }
+      product.template add_pv<V>(st, r0, k0, valid, o);
       for (int t = 0; t < kQueryTile; ++t)
         for (int c = 0; c < V; ++c) _mm512_store_ps(st.o[r0 + t] + 16 * c, o[t][c]);
     }
   }
   st.finish(out, rows);
 }
+
+// f32 products. q: kQueryBlock row pointers; kt: the head's Kᵀ, [d][stride]; v: its V rows,
+// [stride][d], both with keys padded by zeros to `stride`, a multiple of 16.
+struct ProductF32 {
+  static constexpr bool kPairs = false;  // P stays f32
+  const float* const* q;
+  const float* kt;
+  const float* v;
+  int64_t stride, d;
+
+  // S, accumulated into s: per dimension one load of each key vector, 4 KV FMAs (KV = 1..4
+  // vectors: a short last key block computes only what it has).
+  template <int KV>
+  void scores(int64_t r0, int64_t key, __m512 s[kQueryTile][4]) const {
+    for (int64_t i = 0; i < d; ++i) {
+      __m512 k[KV];
+      for (int c = 0; c < KV; ++c) k[c] = _mm512_loadu_ps(kt + i * stride + key + 16 * c);
+      for (int t = 0; t < kQueryTile; ++t) {
+        const __m512 qi = _mm512_set1_ps(q[r0 + t][i]);
+        for (int c = 0; c < KV; ++c) s[t][c] = _mm512_fmadd_ps(qi, k[c], s[t][c]);
+      }
+    }
+  }
+  // O += P V: per key one load of its V row, 4 V FMAs.
+  template <int V>
+  void add_pv(const BlockState<V>& st, int64_t r0, int64_t k0, int64_t valid,
+              __m512 o[kQueryTile][V]) const {
+    for (int64_t j = 0; j < valid; ++j) {
+      const float* vj = v + (k0 + j) * d;
+      __m512 vv[V];
+      for (int c = 0; c < V; ++c) vv[c] = _mm512_loadu_ps(vj + 16 * c);
+      for (int t = 0; t < kQueryTile; ++t) {
+        const __m512 pj = _mm512_set1_ps(st.p[r0 + t][j]);
+        for (int c = 0; c < V; ++c) o[t][c] = _mm512_fmadd_ps(pj, vv[c], o[t][c]);
+      }
+    }
+  }
+};
 #endif
 
 #if defined(__AVX512BF16__)
@@ -265,69 +277,45 @@ inline __m512 dot_bf16(__m512 acc, __m512i a, __m512i b) {
   return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
 }
 
-// S as scores_f32 does, from pairs: per pair of dimensions one load of each key vector.
-template <int KV>
-inline void scores_bf16(const uint32_t* const q[kQueryTile], const uint32_t* kp, int64_t stride,
-                        int64_t d, __m512 s[kQueryTile][4]) {
-  for (int64_t i = 0; i < d / 2; ++i) {
-    __m512i k[KV];
-    for (int v = 0; v < KV; ++v) k[v] = _mm512_loadu_si512(kp + i * stride + 16 * v);
-    for (int t = 0; t < kQueryTile; ++t) {
-      const __m512i qi = _mm512_set1_epi32(static_cast<int>(q[t][i]));
-      for (int v = 0; v < KV; ++v) s[t][v] = dot_bf16(s[t][v], qi, k[v]);
-    }
-  }
-}
-
-// bf16, the same block with vdpbf16ps, which multiplies pairs of bf16 and adds both products to
-// an f32 lane. q: the rows as pairs of dimensions, [d/2] uint32 each; kp: the head's K as pairs
-// of dimensions, [d/2][stride] (16 keys a vector); vp: its V as pairs of keys, [stride/2][d] (16
+// bf16 products with vdpbf16ps, which multiplies pairs of bf16 and adds both products to an f32
+// lane. q: the rows as pairs of dimensions, [d/2] uint32 each; kp: the head's K as pairs of
+// dimensions, [d/2][stride] (16 keys a vector); vp: its V as pairs of keys, [stride/2][d] (16
 // dimensions a vector); P goes in as pairs of keys (BlockState::p_pairs).
-template <int V>
-void block_bf16(const uint32_t* const q[kQueryBlock], int64_t rows, const uint32_t* kp,
-                const uint32_t* vp, int64_t stride, int64_t len, float scale,
-                float* const out[kQueryBlock]) {
-  constexpr int64_t d = 16 * V;
-  BlockState<V> st;
-  const int64_t row_tiles = (rows + kQueryTile - 1) / kQueryTile;
-  for (int64_t k0 = 0; k0 < len; k0 += kKeyBlock) {
-    const int64_t valid = std::min(kKeyBlock, len - k0);
-    for (int64_t tile = 0; tile < row_tiles; ++tile) {
-      const uint32_t* const* tq = q + tile * kQueryTile;
-      for (int64_t c0 = 0; c0 < valid; c0 += kKeyTile) {
-        __m512 s[kQueryTile][4];
-        for (auto& row : s)
-          for (auto& x : row) x = _mm512_setzero_ps();
-        with_key_vectors(std::min(kKeyTile, valid - c0),
-                         [&]<int KV>() { scores_bf16<KV>(tq, kp + k0 + c0, stride, d, s); });
-        for (int t = 0; t < kQueryTile; ++t)
-          for (int v = 0; v < 4; ++v)
-            _mm512_store_ps(st.p[tile * kQueryTile + t] + c0 + 16 * v, s[t][v]);
+struct ProductBf16 {
+  static constexpr bool kPairs = true;
+  const uint32_t* const* q;
+  const uint32_t* kp;
+  const uint32_t* vp;
+  int64_t stride, d;
+
+  // S as ProductF32 computes it, per pair of dimensions one load of each key vector.
+  template <int KV>
+  void scores(int64_t r0, int64_t key, __m512 s[kQueryTile][4]) const {
+    for (int64_t i = 0; i < d / 2; ++i) {
+      __m512i k[KV];
+      for (int c = 0; c < KV; ++c) k[c] = _mm512_loadu_si512(kp + i * stride + key + 16 * c);
+      for (int t = 0; t < kQueryTile; ++t) {
+        const __m512i qi = _mm512_set1_epi32(static_cast<int>(q[r0 + t][i]));
+        for (int c = 0; c < KV; ++c) s[t][c] = dot_bf16(s[t][c], qi, k[c]);
       }
-    }
-    for (int64_t r = 0; r < row_tiles * kQueryTile; ++r)
-      online_softmax_step<V>(r, valid, scale, true, st);
-    for (int64_t tile = 0; tile < row_tiles; ++tile) {
-      const int64_t r0 = tile * kQueryTile;
-      __m512 o[kQueryTile][V];
-      for (int t = 0; t < kQueryTile; ++t)
-        for (int c = 0; c < V; ++c) o[t][c] = _mm512_load_ps(st.o[r0 + t] + 16 * c);
-      // masked probabilities are 0 and padded V rows zeros: an odd `valid` reads one more key
-      for (int64_t j = 0; j < (valid + 1) / 2; ++j) {
-        const uint32_t* vj = vp + (k0 / 2 + j) * d;
-        __m512i vv[V];
-        for (int c = 0; c < V; ++c) vv[c] = _mm512_loadu_si512(vj + 16 * c);
-        for (int t = 0; t < kQueryTile; ++t) {
-          const __m512i pj = _mm512_set1_epi32(static_cast<int>(st.p_pairs[r0 + t][j]));
-          for (int c = 0; c < V; ++c) o[t][c] = dot_bf16(o[t][c], pj, vv[c]);
-        }
-      }
-      for (int t = 0; t < kQueryTile; ++t)
-        for (int c = 0; c < V; ++c) _mm512_store_ps(st.o[r0 + t] + 16 * c, o[t][c]);
     }
   }
-  st.finish(out, rows);
-}
+  // O += P V over pairs of keys; masked probabilities are 0 and padded V rows zeros, so an odd
+  // `valid` may read one key more.
+  template <int V>
+  void add_pv(const BlockState<V>& st, int64_t r0, int64_t k0, int64_t valid,
+              __m512 o[kQueryTile][V]) const {
+    for (int64_t j = 0; j < (valid + 1) / 2; ++j) {
+      const uint32_t* vj = vp + (k0 / 2 + j) * d;
+      __m512i vv[V];
+      for (int c = 0; c < V; ++c) vv[c] = _mm512_loadu_si512(vj + 16 * c);
+      for (int t = 0; t < kQueryTile; ++t) {
+        const __m512i pj = _mm512_set1_epi32(static_cast<int>(st.p_pairs[r0 + t][j]));
+        for (int c = 0; c < V; ++c) o[t][c] = dot_bf16(o[t][c], pj, vv[c]);
+      }
+    }
+  }
+};
 #endif
 
 // Calls f.template operator()<V>() for V = vectors (1..8): the kernels' register arrays need V at
@@ -482,10 +470,12 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
     detail::with_vectors(vectors, [&]<int V>() {
 #if defined(__AVX512BF16__)
       if (bf16)
-        return detail::block_bf16<V>(q_pairs, task.rows, kp + base / 2, vp + base / 2, stride, len,
-                                     scale, out);
+        return detail::attend_block<V>(
+            detail::ProductBf16{q_pairs, kp + base / 2, vp + base / 2, stride, head_dim}, task.rows,
+            len, scale, out);
 #endif
-      detail::block_f32<V>(q, task.rows, kt + base, vf + base, stride, len, scale, out);
+      detail::attend_block<V>(detail::ProductF32{q, kt + base, vf + base, stride, head_dim},
+                              task.rows, len, scale, out);
     });
   }
 #endif
