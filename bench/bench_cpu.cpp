@@ -3,7 +3,7 @@
 // that variant's). Prints one JSON object per line; bench/run_cpu_bench.sh runs it next to
 // PyTorch and ONNX Runtime and writes the table.
 //   bench_cpu --model M.tbw --precision f32|bf16|int8 [--threads 2] [--passes 3] [--runs 20]
-//             [--shapes 16,32,64,128,256,512,b32] [--attention fused|blocked]
+//             [--shapes 16,32,64,128,256,512,b32] [--attention fused|blocked|amx]
 //   bench_cpu --make-bert-base OUT.tbw      (random weights, bert-base-chinese shape)
 #include <sys/resource.h>
 
@@ -141,9 +141,12 @@ int main(int argc, char** argv) {
         runs = std::stoi(args[i + 1]);
       else if (args[i] == "--shapes")
         shapes = args[i + 1];
-      else if (args[i] == "--attention" && (args[i + 1] == "fused" || args[i + 1] == "blocked"))
-        attention = args[i + 1] == "fused" ? OneDnnBackend::AttentionKernel::fused
-                                           : OneDnnBackend::AttentionKernel::blocked;
+      else if (args[i] == "--attention" && args[i + 1] == "fused")
+        attention = OneDnnBackend::AttentionKernel::fused;
+      else if (args[i] == "--attention" && args[i + 1] == "blocked")
+        attention = OneDnnBackend::AttentionKernel::blocked;
+      else if (args[i] == "--attention" && args[i + 1] == "amx")
+        attention = OneDnnBackend::AttentionKernel::amx;
       else
         throw Error("unknown option " + args[i] + " " + args[i + 1]);
     }
@@ -173,7 +176,7 @@ int main(int argc, char** argv) {
         "1f,\"load_and_first_ms\":%.1f,\"ran_as\":\"%s\",\"attention\":\"%s\"}\n",
         name.c_str(), precision_name(precision), threads, load_only_ms, load_ms,
         precision_name(backend.precision()),
-        backend.uses_fused_attention(model.config().head_dim()) ? "fused" : "blocked");
+        backend.attention_name(model.config().head_dim()).c_str());
 
     const auto wanted = [&](const std::string& shape) {  // is shape in the comma-separated list?
       size_t start = 0;

@@ -142,6 +142,19 @@ constexpr Bounds kOneDnnInt8 = {
     .gather = {0, 0},
 };
 
+// oneDNN int8 on a CPU with AMX: attention runs in bf16 on AMX tiles (OneDnnBackend's automatic
+// kernel), so its bounds are kOneDnnBf16's; the probabilities (attribution) stay f32.
+constexpr Bounds kOneDnnInt8AmxAttention = {
+    .embed = kOneDnnF32.embed,
+    .linear = kOneDnnInt8.linear,
+    .small_linear = kOneDnnF32.small_linear,
+    .layernorm = kOneDnnF32.layernorm,
+    .attention = kOneDnnBf16.attention,
+    .probs = kOneDnnF32.probs,
+    .pool = kOneDnnF32.pool,
+    .gather = {0, 0},
+};
+
 // oneDNN int8 without VNNI: the weights get 63 levels (OneDnnBackend::int8_weight_levels()), a
 // step twice as large. Measured worst (ONEDNN_MAX_CPU_ISA=AVX512_CORE) 5.8e-2 / 3.0e-4.
 constexpr Bounds kOneDnnInt8NoVnni = {
@@ -769,40 +782,40 @@ std::vector<Entry> cpu_backends() {
                      .bounds = &kRefF32,
                      .runner = std::make_unique<BackendRunner<CpuRefBackend>>()});
 #ifdef TINYBERT_HAVE_ONEDNN
-  for (const Precision asked : {Precision::f32, Precision::bf16, Precision::int8}) {
-    auto runner = std::make_unique<BackendRunner<OneDnnBackend>>(asked);
+  // Each precision with the attention kernel it picks by itself ("onednn"), then with the ones
+  // it does not pick (v2, v3 and v4 of dev/cpu/attention_forward.cpp): f32 fused; bf16 blocked
+  // and fused with vdpbf16ps (AMX where the CPU has it is the default); int8 blocked (f32
+  // attention; AMX bf16 where the CPU has it is the default).
+  using Kernel = OneDnnBackend::AttentionKernel;
+  const auto bounds_of = [](const OneDnnBackend& backend) {
+    if (backend.precision() == Precision::bf16) return &kOneDnnBf16;
+    if (backend.precision() == Precision::f32) return &kOneDnnF32;
+    if (backend.int8_weight_levels() != 127) return &kOneDnnInt8NoVnni;
+    return backend.fused_attention(64) == flash::Arithmetic::amx_bf16 ? &kOneDnnInt8AmxAttention
+                                                                      : &kOneDnnInt8;
+  };
+  const std::pair<Precision, Kernel> variants[] = {
+      {Precision::f32, Kernel::automatic},  {Precision::bf16, Kernel::automatic},
+      {Precision::int8, Kernel::automatic}, {Precision::f32, Kernel::fused},
+      {Precision::bf16, Kernel::blocked},   {Precision::bf16, Kernel::fused},
+      {Precision::int8, Kernel::blocked}};
+  for (const auto& [asked, kernel] : variants) {
+    auto runner = std::make_unique<BackendRunner<OneDnnBackend>>(asked, 128, kernel);
     const OneDnnBackend& backend = runner->backend();
     std::string dtype = precision_name(asked);
-    if (backend.precision() != asked) {  // e.g. no bf16 on an AVX2 CPU: held to what runs
+    if (backend.precision() != asked) {           // e.g. no bf16 on an AVX2 CPU: held to what runs
+      if (kernel != Kernel::automatic) continue;  // reported once
       WARN("oneDNN " << dtype << ": " << backend.fallback_reason());
       dtype += std::string(" (fell back to ") + precision_name(backend.precision()) + ")";
     }
-    const Bounds* bounds = backend.precision() == Precision::bf16  ? &kOneDnnBf16
-                           : backend.precision() == Precision::f32 ? &kOneDnnF32
-                           : backend.int8_weight_levels() == 127   ? &kOneDnnInt8
-                                                                   : &kOneDnnInt8NoVnni;
-    entries.push_back({.backend = "onednn",
+    entries.push_back({.backend = kernel == Kernel::automatic ? "onednn"
+                                  : kernel == Kernel::fused   ? "onednn attention=fused"
+                                                              : "onednn attention=blocked",
                        .dtype = dtype,
                        .held = Held::f32,
                        .reference = Reference::cpu_ref,
-                       .bounds = bounds,
+                       .bounds = bounds_of(backend),
                        .runner = std::move(runner)});
-  }
-  // The attention kernel that is not the default in each precision ("onednn" above runs fused in
-  // bf16, blocked in f32 and int8): v2 and v3 of dev/cpu/attention_forward.cpp both held to the
-  // same bounds.
-  using Kernel = OneDnnBackend::AttentionKernel;
-  for (const auto& [asked, kernel] :
-       {std::pair{Precision::f32, Kernel::fused}, std::pair{Precision::bf16, Kernel::blocked}}) {
-    auto runner = std::make_unique<BackendRunner<OneDnnBackend>>(asked, 128, kernel);
-    if (runner->backend().precision() != asked) continue;  // reported above
-    entries.push_back(
-        {.backend = kernel == Kernel::fused ? "onednn attention=fused" : "onednn attention=blocked",
-         .dtype = precision_name(asked),
-         .held = Held::f32,
-         .reference = Reference::cpu_ref,
-         .bounds = asked == Precision::bf16 ? &kOneDnnBf16 : &kOneDnnF32,
-         .runner = std::move(runner)});
   }
 #endif
   // The yardsticks of the CUDA bounds (section 1), measured wherever the tests run.

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <set>
 
 #include "convert.hpp"
@@ -378,4 +379,55 @@ TEST_CASE("the oneDNN backend says which int8 path the CPU takes", "[onednn][int
   else
     CHECK(bf16.note().empty());
   CHECK(OneDnnBackend(Precision::f32).note().empty());
+}
+
+// The AVX-512 per-token quantisation against its plain Eigen twin, bit for bit: lengths around
+// the vector width, a row of zeros, halves that round to even, values that saturate at +-127.
+TEST_CASE("the vectorised token quantisation equals its plain twin", "[onednn][int8]") {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<std::vector<float>> rows = {
+      std::vector<float>(37, 0.0f),
+      {127.0f, 2.5f, -2.5f, 3.5f, -0.5f, 0.5f, 1.5f, -127.0f, 126.5f, -126.5f, 0.0f},
+  };
+  for (const int cols : {1, 15, 16, 17, 31, 32, 33, 100, 384, 2048}) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (float& x : row) x = normal(rng);
+    rows.push_back(row);
+  }
+  for (const auto& row : rows) {
+    const auto cols = static_cast<int64_t>(row.size());
+    std::vector<int8_t> fast(row.size()), plain(row.size());
+    float fast_scale = 0, plain_scale = 0;
+    onednn_detail::quantize_row(row.data(), cols, fast.data(), &fast_scale);
+    onednn_detail::quantize_row_portable(row.data(), cols, plain.data(), &plain_scale);
+    INFO(cols << " columns");
+    CHECK(fast_scale == plain_scale);
+    CHECK(fast == plain);
+  }
+}
+
+// Which attention kernel each precision takes by itself: f32 stays blocked (f32 attention); bf16
+// and int8 take AMX where this CPU and process have it; an AMX asked for where there is none
+// is what automatic would pick.
+TEST_CASE("the oneDNN backend picks its attention kernel per precision", "[onednn][attention]") {
+  using Kernel = OneDnnBackend::AttentionKernel;
+  const bool amx = flash::available(64, flash::Arithmetic::amx_bf16) &&
+                   (static_cast<unsigned>(dnnl::get_effective_cpu_isa()) &
+                    static_cast<unsigned>(dnnl_cpu_isa_avx512_core_amx)) ==
+                       static_cast<unsigned>(dnnl_cpu_isa_avx512_core_amx);
+  INFO("AMX here: " << amx);
+  CHECK(OneDnnBackend(Precision::f32).attention_name(64) == "blocked");
+  CHECK(OneDnnBackend(Precision::f32, 128, Kernel::fused).attention_name(64) == "fused f32");
+  CHECK(OneDnnBackend(Precision::f32, 128, Kernel::amx).attention_name(64) ==
+        (amx ? "fused AMX bf16" : "blocked"));
+  CHECK(OneDnnBackend(Precision::int8).attention_name(64) == (amx ? "fused AMX bf16" : "blocked"));
+  CHECK(OneDnnBackend(Precision::int8, 128, Kernel::blocked).attention_name(64) == "blocked");
+  CHECK(OneDnnBackend(Precision::int8).attention_name(48) == "blocked");  // AMX: 32 or 64
+  const OneDnnBackend bf16(Precision::bf16);
+  if (bf16.precision() == Precision::bf16) {
+    CHECK(bf16.attention_name(64) == (amx ? "fused AMX bf16" : "fused bf16"));
+    CHECK(bf16.attention_name(48) == "fused bf16");
+    CHECK(OneDnnBackend(Precision::bf16, 128, Kernel::fused).attention_name(64) == "fused bf16");
+  }
 }

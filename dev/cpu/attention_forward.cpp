@@ -8,6 +8,8 @@
 //       between them over a block x L score matrix in memory.
 //   v3  fused: include/tinybert/backend/flash_attention.hpp, FlashAttention-2's online softmax:
 //       per (sequence, head, query block) the keys in blocks of 64, scores only in registers.
+//   v4  fused on AMX tiles (bf16 only, CPUs with AMX): the same file; per 16 query rows the
+//       whole score rows (tiles cannot be rescaled in place), an exact softmax, P V in tiles.
 //
 //   attention_forward VERSION [--bf16] [--heads 8] [--head-dim 64] [--threads 2] [--runs 20]
 //
@@ -15,7 +17,8 @@
 // shape: the best time of `runs` (after one warm-up), GFLOP/s (4 L² d per head and sequence: two
 // matmuls of 2 L² d each; the softmax is not counted), their share of the machine's dot-product
 // ceiling for 2 cores from ../shared/docs/PERF.md (f32 FMA 204, bf16 454 GFLOP/s at M=128,
-// oneDNN), and the largest difference from v1. bf16: Q, K, V and P rounded to bf16 as the bf16
+// oneDNN; v4 is measured against the bf16 one too, which AMX may pass), and the largest
+// difference from v1. bf16: Q, K, V and P rounded to bf16 as the bf16
 // backend does, so about 1e-2 from v1 is expected. Exits 1 when a version strays further from v1
 // than a loose bound (CTest runs it so, as a smoke test).
 #include <omp.h>
@@ -120,11 +123,11 @@ Options parse(int argc, char** argv) {
       o.threads = value();
     else if (a == "--runs")
       o.runs = value();
-    else if (a.size() == 1 && a[0] >= '1' && a[0] <= '3')
+    else if (a.size() == 1 && a[0] >= '1' && a[0] <= '4')
       o.version = a[0] - '0';
     else {
       std::fprintf(stderr,
-                   "usage: attention_forward 1|2|3 [--bf16] [--heads 8] [--head-dim 64] "
+                   "usage: attention_forward 1|2|3|4 [--bf16] [--heads 8] [--head-dim 64] "
                    "[--threads 2] [--runs 20]\n");
       std::exit(2);
     }
@@ -135,12 +138,16 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
+  Options o = parse(argc, argv);
+  if (o.version == 4) o.bf16 = true;  // AMX computes in bf16 only
   omp_set_num_threads(o.threads);
   const int64_t hidden = o.heads * o.head_dim;
-  if (o.version == 3 && !flash::available(o.head_dim, o.bf16)) {
-    std::fprintf(stderr, "attention_forward: no v3 kernel for head_dim %lld%s in this build\n",
-                 static_cast<long long>(o.head_dim), o.bf16 ? " in bf16" : "");
+  const flash::Arithmetic arithmetic = o.version == 4 ? flash::Arithmetic::amx_bf16
+                                       : o.bf16       ? flash::Arithmetic::bf16
+                                                      : flash::Arithmetic::f32;
+  if (o.version >= 3 && !flash::available(o.head_dim, arithmetic)) {
+    std::fprintf(stderr, "attention_forward: no v%d kernel for head_dim %lld in %s here\n",
+                 o.version, static_cast<long long>(o.head_dim), flash::arithmetic_name(arithmetic));
     return 4;  // CTest: skipped
   }
   const OneDnnBackend v2(o.bf16 ? Precision::bf16 : Precision::f32, 128,
@@ -181,7 +188,7 @@ int main(int argc, char** argv) {
           break;
         default:
           context.resize(tokens, hidden);
-          flash::attention(qkv.data(), batch, o.heads, hidden, context.data(), o.bf16);
+          flash::attention(qkv.data(), batch, o.heads, hidden, context.data(), arithmetic);
       }
     };
     run();  // warm-up: primitives, scratch

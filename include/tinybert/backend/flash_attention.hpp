@@ -8,22 +8,23 @@
 // barriers between threads.
 //
 // Numbered versions of this kernel sit side by side in dev/cpu/attention_forward.cpp (v1 naive,
-// v2 blocked oneDNN matmuls, v3 this one), each checked against v1 and timed there.
+// v2 blocked oneDNN matmuls, v3 this one, v4 this one on AMX tiles), each checked against v1 and
+// timed there.
 //
-// Precisions: f32 (AVX-512 FMA) and bf16 (AVX512-BF16 `vdpbf16ps`: Q, K, V and P rounded to
-// bf16, products accumulated in f32, as the bf16 GEMMs do). A build without AVX-512 (generic
-// x86-64, aarch64) gets the same algorithm in plain C++ for f32 and no bf16 kernel
-// (available() says so; the backend then keeps v2).
+// Arithmetic: f32 (AVX-512 FMA), bf16 (AVX512-BF16 `vdpbf16ps`: Q, K, V and P rounded to bf16,
+// products accumulated in f32, as the bf16 GEMMs do) and amx_bf16 (the same roundings, the two
+// products on AMX tiles: attend_block_amx below). A build without AVX-512 (generic x86-64,
+// aarch64) gets the same algorithm in plain C++ for f32 and no bf16 kernel (available() says so;
+// the backend then keeps v2).
 //
 // Layout: the packed qkv rows of a Batch, [tokens, 3 * hidden] = [q | k | v], head h at columns
 // h * d .. h * d + d of each third. Per (sequence, head) K and V are first packed: in f32 Kᵀ (16
 // consecutive keys are one vector) and V's rows side by side; in bf16 K, V and Q as pairs (the
-// operand layout of vdpbf16ps). Packing is O(L d), the attention O(L² d).
+// operand layout of vdpbf16ps, and of AMX's tdpbf16ps). Packing is O(L d), the attention O(L² d).
 #pragma once
 
 #include <omp.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -35,6 +36,7 @@
 #include <immintrin.h>
 #endif
 
+#include "tinybert/backend/cpu_features.hpp"
 #include "tinybert/batch.hpp"
 
 namespace tinybert::flash {
@@ -54,23 +56,38 @@ constexpr bool kHaveBf16 = true;
 #else
 constexpr bool kHaveBf16 = false;
 #endif
+#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#define TINYBERT_FLASH_AMX 1  // AMX tiles with bf16 (Sapphire Rapids and later), and AVX512-BF16
+constexpr bool kHaveAmx = true;
+#else
+constexpr bool kHaveAmx = false;
+#endif
 
-// Whether this build has the fused kernel for a head size and precision: head_dim a multiple of
-// 16 up to 128 (one to eight vectors per row) for the AVX-512 kernels; any for plain C++ f32.
-inline bool available(int64_t head_dim, bool bf16) {
-  if (bf16) return kHaveBf16 && head_dim % 16 == 0 && head_dim <= 128;
-  return !kVectorised || (head_dim % 16 == 0 && head_dim <= 128);
+// How the two products are computed (the softmax is f32 in all three).
+enum class Arithmetic { f32, bf16, amx_bf16 };
+
+inline const char* arithmetic_name(Arithmetic a) {
+  return a == Arithmetic::f32 ? "f32" : a == Arithmetic::bf16 ? "bf16" : "AMX bf16";
+}
+
+// Whether this build and process have the fused kernel for a head size and arithmetic: head_dim
+// a multiple of 16 up to 128 (one to eight vectors per row) for the AVX-512 kernels; 32 or 64
+// (the output rows of 16 queries must fit in four of AMX's eight tiles) for AMX, where the
+// kernel also lets this process use tiles; any for plain C++ f32.
+inline bool available(int64_t head_dim, Arithmetic a) {
+  switch (a) {
+    case Arithmetic::amx_bf16:
+      return kHaveAmx && (head_dim == 32 || head_dim == 64) && cpu::amx_tiles_enabled();
+    case Arithmetic::bf16:
+      return kHaveBf16 && head_dim % 16 == 0 && head_dim <= 128;
+    default:
+      return !kVectorised || (head_dim % 16 == 0 && head_dim <= 128);
+  }
 }
 
 namespace detail {
 
 inline int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
-
-// f32 -> bf16, round to nearest even (Eigen's conversion), as the bits.
-inline uint16_t bf16_bits(float x) { return Eigen::numext::bit_cast<uint16_t>(Eigen::bfloat16(x)); }
-inline uint32_t bf16_pair(float lo, float hi) {
-  return static_cast<uint32_t>(bf16_bits(lo)) | (static_cast<uint32_t>(bf16_bits(hi)) << 16);
-}
 
 // Per-call scratch of the packed K (and V for bf16), grown, never shrunk.
 template <typename T>
@@ -273,6 +290,44 @@ struct ProductF32 {
 #endif
 
 #if defined(__AVX512BF16__)
+// 16 floats -> 16 bf16 rounded to nearest even (as Eigen::bfloat16 does), i.e. 8 pairs.
+inline __m256i bf16_x16(const float* x) {
+  const __m256bh b = _mm512_cvtneps_pbh(_mm512_loadu_ps(x));
+  return reinterpret_cast<const __m256i&>(b);
+}
+
+// Packs one (sequence, head) for the bf16 kernels from its columns of the qkv rows (q, k, v: the
+// head's first column in the first row; rows row_stride apart), keys past `len` zeros up to
+// `stride`: kp [d/2][stride] pairs of dimensions (each key's pairs scattered down a column), vp
+// [stride/2][d] pairs of keys (two rows interleaved), and the query rows into qp as pairs (its
+// rows q_row apart). Vectorised: scalar packing was 8 % of a bge-small pass at 256 tokens.
+inline void pack_head_bf16(const float* q, const float* k, const float* v, int64_t row_stride,
+                           int64_t len, int64_t stride, int64_t d, uint32_t* kp, uint32_t* vp,
+                           uint32_t* qp, int64_t q_row) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i down_column = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                 _mm256_set1_epi32(static_cast<int>(stride)));
+  alignas(64) static constexpr uint16_t kInterleave[32] = {
+      0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_load_si512(kInterleave);
+  for (int64_t j = 0; j < stride; ++j)
+    for (int64_t i = 0; i < d; i += 16)
+      _mm256_i32scatter_epi32(kp + i / 2 * stride + j, down_column,
+                              j < len ? bf16_x16(k + j * row_stride + i) : zero, 4);
+  for (int64_t j = 0; j < stride; j += 2)
+    for (int64_t i = 0; i < d; i += 16) {
+      const __m256i a = j < len ? bf16_x16(v + j * row_stride + i) : zero;
+      const __m256i b = j + 1 < len ? bf16_x16(v + (j + 1) * row_stride + i) : zero;
+      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+      _mm512_storeu_si512(vp + j / 2 * d + i, _mm512_permutexvar_epi16(interleave, both));
+    }
+  for (int64_t r = 0; r < len; ++r)
+    for (int64_t i = 0; i < d; i += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qp + r * q_row + i / 2),
+                          bf16_x16(q + r * row_stride + i));
+}
+
 inline __m512 dot_bf16(__m512 acc, __m512i a, __m512i b) {
   return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
 }
@@ -316,6 +371,152 @@ struct ProductBf16 {
     }
   }
 };
+#endif
+
+#if defined(TINYBERT_FLASH_AMX)
+// AMX (v4): eight tile registers of up to 16 rows x 64 bytes, and tdpbf16ps, which adds the
+// product of a 16 x 32 bf16 tile A and a 32 x 16 one B (stored as 16 rows of 16 pairs: the K and
+// V packing above) into a 16 x 16 f32 tile: 16 K multiply-adds in one instruction, 16 times
+// vdpbf16ps's 512. Every tile here is 16 rows x 64 bytes. Tile registers are accumulators that
+// vector instructions cannot reach: an online softmax would have to store, rescale and reload
+// the output tiles at every key block. So a block of 16 query rows computes its whole score rows
+// (16 x L f32, 32 KB at 512 keys: L2), takes an exact softmax of them, and then accumulates P V
+// over all keys in four output tiles that are stored once. Still no L x L matrix.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t bytes_per_row[16] = {};
+  uint8_t rows[16] = {};
+};
+
+inline void configure_tiles() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.bytes_per_row[t] = 64;
+    config.rows[t] = 16;
+  }
+  _tile_loadconfig(&config);
+}
+
+// S = Q Kᵀ (not yet scaled) of 16 query rows and all `stride` keys (a multiple of 32) into
+// s[16][stride]. q: the first row as pairs of dimensions, rows q_row uint32 apart; kp: the
+// head's K as pairs, [d/2][stride]. Tiles: 0-1 S (16 keys each), 2-3 Q (32 dimensions each),
+// 4-7 K. Chunks = d / 32.
+template <int Chunks>
+void scores_amx(const uint32_t* q, int64_t q_row, const uint32_t* kp, int64_t stride, float* s) {
+  const auto k_row = stride * 4;  // bytes
+  _tile_loadd(2, q, q_row * 4);
+  if constexpr (Chunks == 2) _tile_loadd(3, q + 16, q_row * 4);
+  for (int64_t key = 0; key < stride; key += 32) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_loadd(4, kp + key, k_row);
+    _tile_loadd(5, kp + key + 16, k_row);
+    _tile_dpbf16ps(0, 2, 4);
+    _tile_dpbf16ps(1, 2, 5);
+    if constexpr (Chunks == 2) {  // dimensions 32..63: pairs 16..31
+      _tile_loadd(6, kp + 16 * stride + key, k_row);
+      _tile_loadd(7, kp + 16 * stride + key + 16, k_row);
+      _tile_dpbf16ps(0, 3, 6);
+      _tile_dpbf16ps(1, 3, 7);
+    }
+    _tile_stored(0, s + key, k_row);
+    _tile_stored(1, s + key + 16, k_row);
+  }
+}
+
+// One score row: p = e^(scale (s - max)) for the `len` keys and 0 for the padding up to `stride`,
+// written as bf16 (the P V operand); returns the sum of the f32 values.
+inline float softmax_row_amx(const float* s, int64_t len, int64_t stride, float scale,
+                             uint16_t* p) {
+  const auto keep = [&](int64_t key) {
+    return static_cast<__mmask16>((1u << std::clamp<int64_t>(len - key, 0, 16)) - 1);
+  };
+  __m512 max = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t key = 0; key < len; key += 16)
+    max = _mm512_mask_max_ps(max, keep(key), max, _mm512_loadu_ps(s + key));
+  const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(max) * scale);
+  const __m512 scale_v = _mm512_set1_ps(scale);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t key = 0; key < stride; key += 32) {
+    __m512 e[2];
+    for (int h = 0; h < 2; ++h) {
+      const int64_t at = key + 16 * h;
+      e[h] = _mm512_maskz_mov_ps(keep(at),
+                                 exp_ps(_mm512_fmsub_ps(_mm512_loadu_ps(s + at), scale_v, shift)));
+      sum = _mm512_add_ps(sum, e[h]);
+    }
+    const __m512bh pair = _mm512_cvtne2ps_pbh(e[1], e[0]);
+    _mm512_storeu_si512(p + key, reinterpret_cast<const __m512i&>(pair));
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+// O = P V of 16 rows over all keys into o[16][d] (f32, not yet divided by the sums). p: 16 rows
+// of `stride` bf16; vp: the head's V as pairs of keys, [stride/2][d]. Tiles: 0-3 O (16
+// dimensions each), 4 P (32 keys), 5-7 V.
+template <int Chunks>
+void context_amx(const uint16_t* p, int64_t stride, const uint32_t* vp, float* o) {
+  constexpr int64_t d = 32 * Chunks;
+  _tile_zero(0);
+  _tile_zero(1);
+  if constexpr (Chunks == 2) {
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  for (int64_t key = 0; key < stride; key += 32) {
+    const uint32_t* v = vp + key / 2 * d;
+    _tile_loadd(4, p + key, stride * 2);
+    _tile_loadd(5, v, d * 4);
+    _tile_loadd(6, v + 16, d * 4);
+    _tile_dpbf16ps(0, 4, 5);
+    _tile_dpbf16ps(1, 4, 6);
+    if constexpr (Chunks == 2) {
+      _tile_loadd(7, v + 32, d * 4);
+      _tile_loadd(5, v + 48, d * 4);
+      _tile_dpbf16ps(2, 4, 7);
+      _tile_dpbf16ps(3, 4, 5);
+    }
+  }
+  _tile_stored(0, o, d * 4);
+  _tile_stored(1, o + 16, d * 4);
+  if constexpr (Chunks == 2) {
+    _tile_stored(2, o + 32, d * 4);
+    _tile_stored(3, o + 48, d * 4);
+  }
+}
+
+// The scratch of one thread's AMX blocks: 16 score rows (f32) and 16 probability rows (bf16).
+struct AmxScratch {
+  float* scores;            // [16][stride]
+  uint16_t* probabilities;  // [16][stride]
+  static constexpr int64_t kBytesPerKey = 16 * (sizeof(float) + sizeof(uint16_t));
+};
+
+// One block of query rows on AMX, 16 rows at a time (rows past `rows` are computed from
+// whatever rows follow and not stored). q: the first row as pairs, rows q_row apart; kp, vp as
+// ProductBf16's, keys padded to `stride` (a multiple of 32). Needs configure_tiles() first.
+template <int Chunks>
+void attend_block_amx(const uint32_t* q, int64_t q_row, const uint32_t* kp, const uint32_t* vp,
+                      int64_t rows, int64_t len, int64_t stride, float scale, AmxScratch scratch,
+                      float* const out[kQueryBlock]) {
+  constexpr int64_t d = 32 * Chunks;
+  float* scores = scratch.scores;
+  uint16_t* probabilities = scratch.probabilities;
+  alignas(64) float o[16][d];
+  float inverse_sum[16];
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    scores_amx<Chunks>(q + r0 * q_row, q_row, kp, stride, scores);
+    for (int64_t r = 0; r < 16; ++r)
+      inverse_sum[r] = 1.0f / softmax_row_amx(scores + r * stride, len, stride, scale,
+                                              probabilities + r * stride);
+    context_amx<Chunks>(probabilities, stride, vp, &o[0][0]);
+    for (int64_t r = 0; r < std::min<int64_t>(16, rows - r0); ++r) {
+      const __m512 inv = _mm512_set1_ps(inverse_sum[r]);
+      for (int64_t c = 0; c < d; c += 16)
+        _mm512_storeu_ps(out[r0 + r] + c, _mm512_mul_ps(_mm512_load_ps(&o[r][c]), inv));
+    }
+  }
+}
 #endif
 
 // Calls f.template operator()<V>() for V = vectors (1..8): the kernels' register arrays need V at
@@ -382,15 +583,15 @@ inline void rows_portable(const float* qkv, int64_t row_stride, int64_t hidden, 
 
 // context[tokens, hidden] = attention of every packed sequence of `batch` over itself, from the
 // packed qkv rows [tokens, 3 * hidden]. Threads (OpenMP) take (sequence, head, block of
-// kQueryBlock query rows) tasks. Requires available(head_dim, bf16).
+// kQueryBlock query rows) tasks. Requires available(head_dim, arithmetic).
 inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64_t hidden,
-                      float* context, bool bf16) {
+                      float* context, Arithmetic arithmetic) {
   const int64_t head_dim = hidden / heads, row_stride = 3 * hidden;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const std::vector<detail::Task> tasks = detail::tasks_of(batch, heads, kQueryBlock);
   const auto task_count = static_cast<int64_t>(tasks.size());
   if constexpr (!kVectorised) {
-    (void)bf16;  // available() is false for bf16 here
+    (void)arithmetic;  // available() is false for bf16 here
 #pragma omp parallel for schedule(dynamic)
     for (int64_t n = 0; n < task_count; ++n) {
       const detail::Task& t = tasks[static_cast<size_t>(n)];
@@ -401,29 +602,39 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
     return;
   }
 #if defined(__AVX512F__)
-  // 1. Pack K and V of every (sequence, head), keys padded with zeros to a multiple of 16:
-  //    f32 Kᵀ [d][keys] and V [keys][d]; bf16 K in pairs of dimensions, V in pairs of keys, and
-  //    the query rows in pairs of dimensions.
-  const int64_t sequences = batch.num_sequences();
+  // 1. Pack K and V of every (sequence, head), keys padded with zeros to whole vectors (16; 32 in
+  //    bf16, AMX's step): f32 Kᵀ [d][keys] and V [keys][d]; bf16 K in pairs of dimensions, V in
+  //    pairs of keys, and the query rows in pairs of dimensions, with 16 rows of zeros after the
+  //    last (AMX loads 16 query rows at a time).
+  const bool bf16 = arithmetic != Arithmetic::f32, amx = arithmetic == Arithmetic::amx_bf16;
+  const int64_t key_multiple = bf16 ? 32 : 16;
+  const int64_t sequences = batch.num_sequences(), tokens = batch.cu_seqlens.back();
   std::vector<int64_t> offset(static_cast<size_t>(sequences + 1), 0);  // elements, per head
   for (int64_t s = 0; s < sequences; ++s)
-    offset[s + 1] = offset[s] + detail::round_up(batch.seq_len(s), 16) * head_dim;
+    offset[s + 1] = offset[s] + detail::round_up(batch.seq_len(s), key_multiple) * head_dim;
   const auto per_head = offset[static_cast<size_t>(sequences)];
   const auto packed = static_cast<size_t>(heads * per_head);
   thread_local std::vector<float> k_f32, v_f32;
   thread_local std::vector<uint32_t> k_bf16, v_bf16, q_bf16;
+  thread_local std::vector<char> amx_scratch;  // per thread, for the longest sequence
   float* kt = bf16 ? nullptr : detail::grow(k_f32, packed);
   float* vf = bf16 ? nullptr : detail::grow(v_f32, packed);
   uint32_t* kp = bf16 ? detail::grow(k_bf16, packed / 2) : nullptr;
   uint32_t* vp = bf16 ? detail::grow(v_bf16, packed / 2) : nullptr;
   uint32_t* qp =
-      bf16 ? detail::grow(q_bf16, static_cast<size_t>(batch.cu_seqlens.back() * hidden / 2))
-           : nullptr;
+      bf16 ? detail::grow(q_bf16, static_cast<size_t>((tokens + 16) * hidden / 2)) : nullptr;
+  if (bf16) std::fill(qp + tokens * hidden / 2, qp + (tokens + 16) * hidden / 2, 0u);
+  int64_t longest = 0;
+  for (int64_t s = 0; s < sequences; ++s) longest = std::max(longest, batch.seq_len(s));
+  const int64_t amx_bytes =  // per thread; a multiple of 64 (AmxScratch::kBytesPerKey x 32)
+      amx ? detail::round_up(longest, key_multiple) * detail::AmxScratch::kBytesPerKey : 0;
+  [[maybe_unused]] char* amx_base =
+      detail::grow(amx_scratch, static_cast<size_t>(amx_bytes * omp_get_max_threads()));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t s = 0; s < sequences; ++s)
     for (int64_t h = 0; h < heads; ++h) {
       const int64_t begin = batch.seq_begin(s), len = batch.seq_len(s);
-      const int64_t stride = detail::round_up(len, 16);  // keys, padded to whole vectors
+      const int64_t stride = detail::round_up(len, key_multiple);  // keys, padded
       const int64_t base = h * per_head + offset[static_cast<size_t>(s)];
       const auto k_at = [&](int64_t j, int64_t i) {
         return j < len ? qkv[(begin + j) * row_stride + hidden + h * head_dim + i] : 0.0f;
@@ -438,45 +649,62 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
           for (int64_t i = 0; i < head_dim; ++i) vf[base + j * head_dim + i] = v_at(j, i);
         continue;
       }
-      for (int64_t j = 0; j < stride; ++j)
-        for (int64_t i = 0; i < head_dim / 2; ++i)
-          kp[base / 2 + i * stride + j] = detail::bf16_pair(k_at(j, 2 * i), k_at(j, 2 * i + 1));
-      for (int64_t j = 0; j < stride / 2; ++j)
-        for (int64_t i = 0; i < head_dim; ++i)
-          vp[base / 2 + j * head_dim + i] = detail::bf16_pair(v_at(2 * j, i), v_at(2 * j + 1, i));
-      for (int64_t r = 0; r < len; ++r)
-        for (int64_t i = 0; i < head_dim / 2; ++i) {
-          const float* q = qkv + (begin + r) * row_stride + h * head_dim + 2 * i;
-          qp[(begin + r) * hidden / 2 + h * head_dim / 2 + i] = detail::bf16_pair(q[0], q[1]);
-        }
+#if defined(__AVX512BF16__)
+      const float* q = qkv + begin * row_stride + h * head_dim;
+      detail::pack_head_bf16(q, q + hidden, q + 2 * hidden, row_stride, len, stride, head_dim,
+                             kp + base / 2, vp + base / 2,
+                             qp + begin * hidden / 2 + h * head_dim / 2, hidden / 2);
+#endif
     }
   // 2. The blocks of query rows; rows past a short block's end repeat its last row (not stored).
+  //    Each thread configures its tiles once for AMX, and gives them back at the end.
   const int vectors = static_cast<int>(head_dim / 16);
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t n = 0; n < task_count; ++n) {
-    const detail::Task& task = tasks[static_cast<size_t>(n)];
-    const int64_t begin = batch.seq_begin(task.sequence), len = batch.seq_len(task.sequence);
-    const int64_t stride = detail::round_up(len, 16);  // keys, padded to whole vectors
-    const int64_t base = task.head * per_head + offset[static_cast<size_t>(task.sequence)];
-    const float* q[kQueryBlock];
-    const uint32_t* q_pairs[kQueryBlock];
-    float* out[kQueryBlock];
-    for (int64_t r = 0; r < kQueryBlock; ++r) {
-      const int64_t token = begin + task.first_row + std::min(r, task.rows - 1);
-      q[r] = qkv + token * row_stride + task.head * head_dim;
-      out[r] = context + token * hidden + task.head * head_dim;
-      q_pairs[r] = bf16 ? qp + token * hidden / 2 + task.head * head_dim / 2 : nullptr;
-    }
-    detail::with_vectors(vectors, [&]<int V>() {
-#if defined(__AVX512BF16__)
-      if (bf16)
-        return detail::attend_block<V>(
-            detail::ProductBf16{q_pairs, kp + base / 2, vp + base / 2, stride, head_dim}, task.rows,
-            len, scale, out);
+#pragma omp parallel
+  {
+#if defined(TINYBERT_FLASH_AMX)
+    if (amx) detail::configure_tiles();
+    char* const mine = amx_base + amx_bytes * omp_get_thread_num();
 #endif
-      detail::attend_block<V>(detail::ProductF32{q, kt + base, vf + base, stride, head_dim},
-                              task.rows, len, scale, out);
-    });
+#pragma omp for schedule(dynamic)
+    for (int64_t n = 0; n < task_count; ++n) {
+      const detail::Task& task = tasks[static_cast<size_t>(n)];
+      const int64_t begin = batch.seq_begin(task.sequence), len = batch.seq_len(task.sequence);
+      const int64_t stride = detail::round_up(len, key_multiple);  // keys, padded
+      const int64_t base = task.head * per_head + offset[static_cast<size_t>(task.sequence)];
+      const float* q[kQueryBlock];
+      const uint32_t* q_pairs[kQueryBlock];
+      float* out[kQueryBlock];
+      for (int64_t r = 0; r < kQueryBlock; ++r) {
+        const int64_t token = begin + task.first_row + std::min(r, task.rows - 1);
+        q[r] = qkv + token * row_stride + task.head * head_dim;
+        out[r] = context + token * hidden + task.head * head_dim;
+        q_pairs[r] = bf16 ? qp + token * hidden / 2 + task.head * head_dim / 2 : nullptr;
+      }
+#if defined(TINYBERT_FLASH_AMX)
+      if (amx) {
+        const auto block =
+            head_dim == 64 ? detail::attend_block_amx<2> : detail::attend_block_amx<1>;
+        const detail::AmxScratch scratch{reinterpret_cast<float*>(mine),
+                                         reinterpret_cast<uint16_t*>(mine + stride * 16 * 4)};
+        block(q_pairs[0], hidden / 2, kp + base / 2, vp + base / 2, task.rows, len, stride, scale,
+              scratch, out);
+        continue;
+      }
+#endif
+      detail::with_vectors(vectors, [&]<int V>() {
+#if defined(__AVX512BF16__)
+        if (bf16)
+          return detail::attend_block<V>(
+              detail::ProductBf16{q_pairs, kp + base / 2, vp + base / 2, stride, head_dim},
+              task.rows, len, scale, out);
+#endif
+        detail::attend_block<V>(detail::ProductF32{q, kt + base, vf + base, stride, head_dim},
+                                task.rows, len, scale, out);
+      });
+    }
+#if defined(TINYBERT_FLASH_AMX)
+    if (amx) _tile_release();
+#endif
   }
 #endif
 }

@@ -23,6 +23,10 @@
 #include <unsupported/Eigen/SpecialFunctions>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "tinybert/backend/backend.hpp"
 #include "tinybert/backend/cpu_features.hpp"
 #include "tinybert/backend/flash_attention.hpp"
@@ -116,13 +120,40 @@ inline void layernorm_rows(float* x, int64_t rows, int64_t cols, const float* ga
   }
 }
 
-// Symmetric per-token int8, vectorised: q = rint(x * 127 / max|x|).
-inline void quantize_row(const float* x, int64_t cols, int8_t* q, float* scale) {
+// Symmetric per-token int8: q = rint(x * 127 / max|x|), in plain Eigen: quantize_row's twin and
+// test reference (tests/test_onednn.cpp), and the version of builds without AVX-512.
+inline void quantize_row_portable(const float* x, int64_t cols, int8_t* q, float* scale) {
   const Eigen::Map<const Eigen::ArrayXf> v(x, cols);
   const float max_abs = v.abs().maxCoeff();
   *scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
   Eigen::Map<Eigen::Array<int8_t, Eigen::Dynamic, 1>>(q, cols) =
       (v * (1.0f / *scale)).rint().max(-127.0f).min(127.0f).cast<int32_t>().cast<int8_t>();
+}
+
+// The same, 16 values an instruction: Eigen leaves the float -> int8 casts scalar, and this ran
+// at 8 % of a bge-small int8 pass at 256 tokens. vcvtps2dq rounds to nearest even as rint does
+// (the default rounding mode), vpmovsdb narrows with saturation after the clamp to +-127.
+inline void quantize_row(const float* x, int64_t cols, int8_t* q, float* scale) {
+#if defined(__AVX512F__)
+  const auto keep = [&](int64_t c) {
+    return static_cast<__mmask16>((1u << std::min<int64_t>(cols - c, 16)) - 1);
+  };
+  __m512 max_abs = _mm512_setzero_ps();
+  for (int64_t c = 0; c < cols; c += 16)
+    max_abs = _mm512_max_ps(max_abs, _mm512_abs_ps(_mm512_maskz_loadu_ps(keep(c), x + c)));
+  const float largest = _mm512_reduce_max_ps(max_abs);
+  *scale = largest > 0 ? largest / 127.0f : 1.0f;
+  const __m512 inverse = _mm512_set1_ps(1.0f / *scale);
+  const __m512i low = _mm512_set1_epi32(-127), high = _mm512_set1_epi32(127);
+  for (int64_t c = 0; c < cols; c += 16) {
+    const __m512i rounded =
+        _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(keep(c), x + c), inverse));
+    _mm512_mask_cvtsepi32_storeu_epi8(q + c, keep(c),
+                                      _mm512_min_epi32(_mm512_max_epi32(rounded, low), high));
+  }
+#else
+  quantize_row_portable(x, cols, q, scale);
+#endif
 }
 
 // Grows a per-thread scratch vector to at least n elements (never shrinks: a warm forward
@@ -196,13 +227,15 @@ class OneDnnBackend {
   using Matrix = HostMatrix;
 
   // Which attention kernel runs (dev/cpu/attention_forward.cpp has them side by side): blocked
-  // (two oneDNN matmuls per block of query rows, v2) or fused (flash_attention.hpp, v3).
-  // automatic: fused in bf16, where it measured 2.1-2.3 x faster than blocked at every length
-  // (bert-base bf16 s512 1.55 x end to end), blocked in f32 and int8 (f32 attention), where
-  // oneDNN's matmuls measured as fast or faster on 2 threads (bench/RESULTS.md, "Attention
-  // kernels"). Attribution (probabilities asked for) always takes the blocked one: the fused
-  // kernel never forms them.
-  enum class AttentionKernel { automatic, blocked, fused };
+  // (two oneDNN matmuls per block of query rows, v2), fused (flash_attention.hpp, v3, in f32 or
+  // with vdpbf16ps in bf16) or amx (the fused kernel's products on AMX tiles in bf16, v4).
+  // automatic: amx in bf16 and int8 where the CPU has AMX (and ONEDNN_MAX_CPU_ISA allows it);
+  // else fused in bf16, where it measured 2.1-2.3 x faster than blocked at every length, and
+  // blocked in f32 and int8, where oneDNN's f32 matmuls measured as fast or faster on 2 threads
+  // (bench/RESULTS.md, "Attention kernels"). f32 never takes amx by itself: its attention stays
+  // f32. Attribution (probabilities asked for) always takes the blocked one: the fused kernels
+  // never form them.
+  enum class AttentionKernel { automatic, blocked, fused, amx };
 
   // query_block: attention processes this many query rows at a time (memory ~ block x length).
   // A precision the CPU (or ONEDNN_MAX_CPU_ISA) cannot run falls back to f32; fallback_reason()
@@ -224,6 +257,7 @@ class OneDnnBackend {
     int8_dot_product_ = has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni)
                             ? "VNNI"
                             : cpu::arm_int8_dot_product();
+    amx_allowed_ = has(dnnl_cpu_isa_avx512_core_amx);
     if (precision_ != Precision::f32 && !precision_supported(precision_)) {
       fallback_reason_ = std::string(precision_name(precision_)) +
                          " matmul is not available on this CPU / ISA limit; using f32";
@@ -239,12 +273,33 @@ class OneDnnBackend {
   // without VNNI). AArch64 without SDOT keeps them too: oneDNN's kernels there are not ours to
   // check for 16-bit intermediates, and 7 bits cost little accuracy (cosine 0.995 on bge).
   int int8_weight_levels() const { return int8_dot_product_.empty() ? 63 : 127; }
-  // Whether attention (without probabilities) runs the fused kernel for this head size.
-  bool uses_fused_attention(int64_t head_dim) const {
+  // The arithmetic of the fused kernel that attention (without probabilities) runs for this head
+  // size, or none for the blocked one. An amx asked for where there is none is automatic.
+  std::optional<flash::Arithmetic> fused_attention(int64_t head_dim) const {
+    using flash::Arithmetic;
     const bool bf16 = precision_ == Precision::bf16;
-    if (attention_kernel_ == AttentionKernel::blocked || !flash::available(head_dim, bf16))
-      return false;
-    return attention_kernel_ == AttentionKernel::fused || bf16;
+    const auto usable = [&](Arithmetic a) -> std::optional<Arithmetic> {
+      if (flash::available(head_dim, a)) return a;
+      return std::nullopt;
+    };
+    switch (attention_kernel_) {
+      case AttentionKernel::blocked:
+        return std::nullopt;
+      case AttentionKernel::fused:
+        return usable(bf16 ? Arithmetic::bf16 : Arithmetic::f32);
+      default:
+        break;
+    }
+    const bool amx_asked =
+        attention_kernel_ == AttentionKernel::amx || precision_ != Precision::f32;
+    if (amx_asked && amx_allowed_)
+      if (auto amx = usable(Arithmetic::amx_bf16)) return amx;
+    return bf16 ? usable(Arithmetic::bf16) : std::nullopt;
+  }
+  // "blocked", or "fused f32" / "fused bf16" / "fused AMX bf16", for benchmarks and logs.
+  std::string attention_name(int64_t head_dim) const {
+    const auto fused = fused_attention(head_dim);
+    return fused ? std::string("fused ") + flash::arithmetic_name(*fused) : "blocked";
   }
   // Which int8 path this CPU takes, for the CLI, the server and the logs.
   std::string int8_path() const {
@@ -472,7 +527,7 @@ class OneDnnBackend {
                                   n.eps);
   }
 
-  // Multi-head attention: the fused kernel (flash_attention.hpp) where uses_fused_attention()
+  // Multi-head attention: the fused kernel (flash_attention.hpp) where fused_attention()
   // says so and no probabilities are asked for; else the blocked version below.
   // Blocked: one sequence at a time, in blocks of query rows so that memory grows
   // with block x length, not length^2. Per block two batched oneDNN matmuls over the heads read
@@ -487,8 +542,8 @@ class OneDnnBackend {
     context.resize(qkv.rows(), hidden);
     if (probs) probs->clear();
     const bool bf16 = precision_ == Precision::bf16;
-    if (!probs && uses_fused_attention(head_dim)) {
-      flash::attention(qkv.data(), batch, num_heads, hidden, context.data(), bf16);
+    if (const auto fused = probs ? std::nullopt : fused_attention(head_dim)) {
+      flash::attention(qkv.data(), batch, num_heads, hidden, context.data(), *fused);
       return;
     }
     thread_local std::vector<float> scores;
@@ -685,6 +740,7 @@ class OneDnnBackend {
 
   Precision precision_;
   std::string int8_dot_product_;  // "VNNI", "SDOT", "SDOT, I8MM" or "" (none)
+  bool amx_allowed_ = false;      // oneDNN's ISA (and ONEDNN_MAX_CPU_ISA) includes AMX
   std::string fallback_reason_;
   int64_t query_block_;
   AttentionKernel attention_kernel_;
