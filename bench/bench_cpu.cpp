@@ -4,6 +4,7 @@
 // PyTorch and ONNX Runtime and writes the table.
 //   bench_cpu --model M.tbw --precision f32|bf16|int8 [--threads 2] [--passes 3] [--runs 20]
 //             [--shapes 16,32,64,128,256,512,b32] [--attention fused|blocked|amx]
+//   (a shape bNxL adds N packed sequences of L tokens, e.g. b40x23, with tokens per second)
 //   bench_cpu --make-bert-base OUT.tbw      (random weights, bert-base-chinese shape)
 #include <sys/resource.h>
 
@@ -210,6 +211,30 @@ int main(int argc, char** argv) {
           name.c_str(), precision_name(precision), t.ms, t.cpu_ms,
           forward_flops(model.config(), packed) / t.ms / 1e6,
           static_cast<long long>(packed.num_tokens()));
+    }
+    // bNxL: N packed sequences of L tokens each, e.g. the server's merged classify passes
+    // (bench/RESULTS.md, "Serving efficiency"), with the tokens per second they run at.
+    for (size_t start = 0; start < shapes.size();) {
+      const size_t end = std::min(shapes.find(',', start), shapes.size());
+      long long count = 0, length = 0;
+      int used = 0;
+      const std::string shape = shapes.substr(start, end - start);
+      start = end + 1;
+      if (std::sscanf(shape.c_str(), "b%lldx%lld%n", &count, &length, &used) != 2 ||
+          used != static_cast<int>(shape.size()))
+        continue;
+      if (count < 1 || length < 1 || length > model.config().max_position_embeddings)
+        throw Error("shape " + shape + ": N >= 1 sequences of 1.." +
+                    std::to_string(model.config().max_position_embeddings) + " tokens");
+      Batch batch;
+      for (long long i = 0; i < count; ++i) add_sequence(batch, length, rng);
+      const Timing t = time_forward(encoder, batch, ws, passes, runs);
+      std::printf(
+          "{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"%s\",\"ms\":"
+          "%.3f,\"cpu_ms\":%.3f,\"tokens\":%lld,\"tokens_per_s\":%.0f}\n",
+          name.c_str(), precision_name(precision), shape.c_str(), t.ms, t.cpu_ms, count * length,
+          static_cast<double>(count * length) / t.ms * 1e3);
+      std::fflush(stdout);
     }
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);

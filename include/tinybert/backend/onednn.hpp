@@ -106,13 +106,15 @@ inline void add_table_row(const Weight& table, int64_t index, float* out) {
 }
 
 // Row-wise LayerNorm in place, over all rows in parallel (Eigen reductions vectorise; plain
-// float loops would not without -ffast-math).
+// float loops would not without -ffast-math), after adding the residual rows if given: one
+// parallel region and one pass over memory (each row stays in L1 between add and norm).
 inline void layernorm_rows(float* x, int64_t rows, int64_t cols, const float* gamma,
-                           const float* beta, float eps) {
+                           const float* beta, float eps, const float* residual = nullptr) {
   const Eigen::Map<const Eigen::ArrayXf> g(gamma, cols), b(beta, cols);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     ArrayMap v(x + r * cols, cols);
+    if (residual) v += Eigen::Map<const Eigen::ArrayXf>(residual + r * cols, cols);
     const float mean = v.mean();
     v -= mean;
     const float inv_std = 1.0f / std::sqrt(v.square().mean() + eps);
@@ -513,13 +515,8 @@ class OneDnnBackend {
 
   // x = LayerNorm(x + residual)
   void add_layernorm(const Norm& n, const Matrix& residual, Matrix& x) const {
-    const int64_t cols = x.cols();
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < x.rows(); ++r) {
-      onednn_detail::ArrayMap row(x.row(r), cols);
-      row += Eigen::Map<const Eigen::ArrayXf>(residual.row(r), cols);
-    }
-    layernorm(n, x);
+    onednn_detail::layernorm_rows(x.data(), x.rows(), x.cols(), n.gamma.data(), n.beta.data(),
+                                  n.eps, residual.data());
   }
 
   void layernorm(const Norm& n, Matrix& x) const {
