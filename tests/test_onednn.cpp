@@ -431,3 +431,30 @@ TEST_CASE("the oneDNN backend picks its attention kernel per precision", "[onedn
     CHECK(OneDnnBackend(Precision::bf16, 128, Kernel::fused).attention_name(64) == "fused bf16");
   }
 }
+
+// OneDnnBackend::feed_forward fuses the first linear's int8 epilogue with the quantisation of the
+// second's input; its twin, linear() twice, must give the same bits (the same functions on the
+// same values, in the same order). Row counts below and above GEMM row padding.
+TEST_CASE("the fused feed-forward block equals its two linears", "[onednn][int8]") {
+  const auto model =
+      test::convert_model(test::test_data_dir() / "tiny/tiny-bert", "tiny-bert-feed-forward");
+  const LayerWeights& layer = model->weights().layers.at(0);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const Precision p : {Precision::int8, Precision::bf16, Precision::f32}) {
+    const OneDnnBackend backend(p);
+    const auto up = backend.prepare(layer.ffn_intermediate);
+    const auto down = backend.prepare(layer.ffn_output);
+    for (const int64_t rows : {1, 7, 70, 300}) {
+      HostMatrix in, fused_mid, fused, twin_mid, twin;
+      in.resize(rows, up.in);
+      for (int64_t i = 0; i < rows * up.in; ++i) in.data()[i] = normal(rng);
+      backend.feed_forward(up, down, in, fused_mid, fused);
+      backend.linear(up, in, twin_mid, Activation::gelu);
+      backend.linear(down, twin_mid, twin, Activation::none);
+      INFO(precision_name(p) << ", " << rows << " rows");
+      CHECK(fused.rows() == rows);
+      CHECK(fused.to_vector() == twin.to_vector());
+    }
+  }
+}

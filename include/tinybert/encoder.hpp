@@ -112,9 +112,15 @@ class Encoder {
                          record ? &ws.last_attention : nullptr);
       backend_.linear(layer.attention_output, ws.context, ws.projected, Activation::none);
       backend_.add_layernorm(layer.attention_norm, ws.projected, ws.hidden);
-      // feed-forward block: h = LN(h + W_2 * gelu(W_1 * h))
-      backend_.linear(layer.ffn_intermediate, ws.hidden, ws.intermediate, Activation::gelu);
-      backend_.linear(layer.ffn_output, ws.intermediate, ws.projected, Activation::none);
+      // feed-forward block: h = LN(h + W_2 * gelu(W_1 * h)), in one call where the backend
+      // fuses the two linears (backend.hpp, FusedFeedForward)
+      if constexpr (FusedFeedForward<Backend>) {
+        backend_.feed_forward(layer.ffn_intermediate, layer.ffn_output, ws.hidden, ws.intermediate,
+                              ws.projected);
+      } else {
+        backend_.linear(layer.ffn_intermediate, ws.hidden, ws.intermediate, Activation::gelu);
+        backend_.linear(layer.ffn_output, ws.intermediate, ws.projected, Activation::none);
+      }
       backend_.add_layernorm(layer.ffn_norm, ws.projected, ws.hidden);
     }
   }

@@ -62,4 +62,14 @@ concept Backend = requires(
   { std::as_const(backend).name() } -> std::convertible_to<std::string>;
 };
 
+// Optional, for a backend that fuses the feed-forward block's two linears (OneDnnBackend in int8:
+// the first one's epilogue quantises the second one's input): out = W_2 gelu(W_1 in + b_1) + b_2,
+// `intermediate` its scratch. Encoder calls it where a backend has it, else linear() twice, which
+// is the definition it must equal.
+template <class B>
+concept FusedFeedForward = requires(B& backend, const typename B::Linear& linear,
+                                    const typename B::Matrix& in, typename B::Matrix& out) {
+  { backend.feed_forward(linear, linear, in, out, out) } -> std::same_as<void>;
+};
+
 }  // namespace tinybert

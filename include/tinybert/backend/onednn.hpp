@@ -452,9 +452,6 @@ class OneDnnBackend {
     out.resize(padded, l.out);
     out.resize(rows, l.out);
     if (rows == 0) return;
-    const bool int8 = l.precision == Precision::int8;
-    // int8 applies the weight and token scales, bias and activation itself after the GEMM
-    const dnnl::matmul& prim = primitive(l, padded, int8 ? Activation::none : act);
     // Scratch of the calling thread (grows only); the OpenMP loops below must use raw pointers
     // into it, since inside a parallel region a thread_local name would mean each worker's own
     // copy.
@@ -463,6 +460,15 @@ class OneDnnBackend {
     thread_local std::vector<float> token_scales;
     thread_local std::vector<float> f32_src;  // f32 input with room for the padding rows
     using onednn_detail::grow;
+    if (l.precision == Precision::int8) {  // the scales, bias and activation in our epilogue
+      grow(s8_src, padded * cols);
+      grow(token_scales, rows);
+      quantize_tokens(in.data(), rows, cols, s8_src.data(), token_scales.data());
+      int8_gemm(l, rows, s8_src.data(), out);
+      int8_epilogue(l, token_scales.data(), act, out);
+      return;
+    }
+    const dnnl::matmul& prim = primitive(l, padded, act);
     const void* src_data = in.data();
     dt src_type = dt::f32;
     if (l.precision == Precision::f32 && padded > rows) {
@@ -475,12 +481,6 @@ class OneDnnBackend {
       onednn_detail::to_bf16_rows(in.data(), rows, cols, bf16_src.data());
       src_data = bf16_src.data();
       src_type = dt::bf16;
-    } else if (int8) {
-      grow(s8_src, padded * cols);
-      grow(token_scales, rows);
-      quantize_tokens(in.data(), rows, cols, s8_src.data(), token_scales.data());
-      src_data = s8_src.data();
-      src_type = dt::s8;
     }
     const int64_t out_cols = l.out;
     dnnl_memory_t src = bind_memory(
@@ -489,28 +489,61 @@ class OneDnnBackend {
     dnnl_memory_t dst = bind_memory(
         {kLinearDst, padded, out_cols, 0, 0}, [&] { return plain_desc(padded, out_cols, dt::f32); },
         out.data());
-    if (int8) {
-      onednn_detail::execute(
-          prim, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, l.weights.get()}, {DNNL_ARG_DST, dst}});
-      float* y = out.data();
-      const float* row_scales = token_scales.data();
-      const Eigen::Map<const Eigen::ArrayXf> bias_row(l.bias.data(), out_cols),
-          channel_scales(l.weight_scales.data(), out_cols);
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        onednn_detail::ArrayMap row(y + r * out_cols, out_cols);
-        row = row * channel_scales * row_scales[r] + bias_row;
-        onednn_detail::apply_activation(act, row.data(), out_cols);
-      }
-    } else {
-      dnnl_memory_t bias = bind_memory(
-          {kLinearBias, out_cols, 0, 0, 0}, [&] { return plain_desc(1, out_cols, dt::f32); },
-          l.bias.data());
-      onednn_detail::execute(prim, {{DNNL_ARG_SRC, src},
-                                    {DNNL_ARG_WEIGHTS, l.weights.get()},
-                                    {DNNL_ARG_BIAS, bias},
-                                    {DNNL_ARG_DST, dst}});
+    dnnl_memory_t bias = bind_memory(
+        {kLinearBias, out_cols, 0, 0, 0}, [&] { return plain_desc(1, out_cols, dt::f32); },
+        l.bias.data());
+    onednn_detail::execute(prim, {{DNNL_ARG_SRC, src},
+                                  {DNNL_ARG_WEIGHTS, l.weights.get()},
+                                  {DNNL_ARG_BIAS, bias},
+                                  {DNNL_ARG_DST, dst}});
+  }
+
+  // The feed-forward block: out = down(gelu(up(in))). In int8 the first linear's epilogue (its
+  // scales, bias and GELU) quantises each row for the second while the row is in L1, into a
+  // per-thread row buffer: its f32 result is never written to memory and read back (2048 floats
+  // a token for bge-small, 3072 for BERT-base; oneDNN 2.6's int8 kernels cannot take per-token
+  // scales in their own epilogue). Other precisions: the two linears. linear() twice is the
+  // twin it must equal bit for bit (tests/test_onednn.cpp).
+  void feed_forward(const Linear& up, const Linear& down, const Matrix& in, Matrix& intermediate,
+                    Matrix& out) const {
+    if (up.precision != Precision::int8 || down.precision != Precision::int8 || in.rows() == 0) {
+      linear(up, in, intermediate, Activation::gelu);
+      linear(down, intermediate, out, Activation::none);
+      return;
     }
+    const int64_t rows = in.rows(), padded = gemm_rows(rows), width = up.out;
+    thread_local std::vector<int8_t> s8_in, s8_mid;
+    thread_local std::vector<float> in_scales, mid_scales, row_buffers;
+    using onednn_detail::grow;
+    grow(s8_in, padded * up.in);
+    grow(in_scales, rows);
+    quantize_tokens(in.data(), rows, up.in, s8_in.data(), in_scales.data());
+    intermediate.resize(padded, width);
+    intermediate.resize(rows, width);
+    int8_gemm(up, rows, s8_in.data(), intermediate);
+    grow(s8_mid, padded * width);
+    grow(mid_scales, rows);
+    grow(row_buffers, omp_get_max_threads() * width);
+    const float* acc = intermediate.data();
+    const float* token_scales = in_scales.data();
+    int8_t* quantized = s8_mid.data();
+    float* quantized_scales = mid_scales.data();
+    float* buffers = row_buffers.data();
+    const Eigen::Map<const Eigen::ArrayXf> bias(up.bias.data(), width),
+        channel_scales(up.weight_scales.data(), width);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      onednn_detail::ArrayMap y(buffers + omp_get_thread_num() * width, width);
+      y = Eigen::Map<const Eigen::ArrayXf>(acc + r * width, width) * channel_scales *
+              token_scales[r] +
+          bias;
+      onednn_detail::apply_activation(Activation::gelu, y.data(), width);
+      onednn_detail::quantize_row(y.data(), width, quantized + r * width, quantized_scales + r);
+    }
+    out.resize(padded, down.out);
+    out.resize(rows, down.out);
+    int8_gemm(down, rows, s8_mid.data(), out);
+    int8_epilogue(down, mid_scales.data(), Activation::none, out);
   }
 
   // x = LayerNorm(x + residual)
@@ -675,6 +708,41 @@ class OneDnnBackend {
     return it->second;
   }
 
+  // out[rows, l.out] = the int32 sums of the int8 GEMM of src (padded to gemm_rows(rows), the
+  // padding rows' contents anything) and l's weights, as f32; out has room for the padding rows.
+  void int8_gemm(const Linear& l, int64_t rows, const int8_t* src, Matrix& out) const {
+    using dt = dnnl::memory::data_type;
+    using onednn_detail::bind_memory;
+    using onednn_detail::plain_desc;
+    const int64_t padded = gemm_rows(rows);
+    const dnnl::matmul& prim = primitive(l, padded, Activation::none);
+    dnnl_memory_t src_memory = bind_memory(
+        {kLinearSrc + static_cast<int>(dt::s8), padded, l.in, 0, 0},
+        [&] { return plain_desc(padded, l.in, dt::s8); }, src);
+    dnnl_memory_t dst = bind_memory(
+        {kLinearDst, padded, l.out, 0, 0}, [&] { return plain_desc(padded, l.out, dt::f32); },
+        out.data());
+    onednn_detail::execute(
+        prim,
+        {{DNNL_ARG_SRC, src_memory}, {DNNL_ARG_WEIGHTS, l.weights.get()}, {DNNL_ARG_DST, dst}});
+  }
+
+  // The int8 epilogue, in place: out = act(sums x weight scale per column x token scale per row
+  // + bias).
+  static void int8_epilogue(const Linear& l, const float* token_scales, Activation act,
+                            Matrix& out) {
+    const int64_t width = l.out;
+    float* y = out.data();
+    const Eigen::Map<const Eigen::ArrayXf> bias(l.bias.data(), width),
+        channel_scales(l.weight_scales.data(), width);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < out.rows(); ++r) {
+      onednn_detail::ArrayMap row(y + r * width, width);
+      row = row * channel_scales * token_scales[r] + bias;
+      onednn_detail::apply_activation(act, row.data(), width);
+    }
+  }
+
   // Symmetric per-token int8 (one scale per row).
   static void quantize_tokens(const float* x, int64_t rows, int64_t cols, int8_t* q,
                               float* scales) {
@@ -750,5 +818,6 @@ class OneDnnBackend {
 };
 
 static_assert(Backend<OneDnnBackend>);
+static_assert(FusedFeedForward<OneDnnBackend>);  // else Encoder would quietly call linear() twice
 
 }  // namespace tinybert
