@@ -502,8 +502,9 @@ class OneDnnBackend {
   // scales, bias and GELU) quantises each row for the second while the row is in L1, into a
   // per-thread row buffer: its f32 result is never written to memory and read back (2048 floats
   // a token for bge-small, 3072 for BERT-base; oneDNN 2.6's int8 kernels cannot take per-token
-  // scales in their own epilogue). Other precisions: the two linears. linear() twice is the
-  // twin it must equal bit for bit (tests/test_onednn.cpp).
+  // scales in their own epilogue). `intermediate` then holds the first GEMM's int32 sums (as
+  // f32), not its GELU output. Other precisions: the two linears. linear() twice is the twin it
+  // must equal bit for bit (tests/test_onednn.cpp).
   void feed_forward(const Linear& up, const Linear& down, const Matrix& in, Matrix& intermediate,
                     Matrix& out) const {
     if (up.precision != Precision::int8 || down.precision != Precision::int8 || in.rows() == 0) {
