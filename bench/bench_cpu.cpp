@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
     Workspace<OneDnnBackend> ws;
     std::mt19937 rng(7);
     Batch first;
-    add_sequence(first, 16, rng);
+    add_sequence(first, 16, model.config().vocab_size, rng);
     encoder.forward(first, ws);
     const double load_ms = ms_since(t_load);
     const RssBreakdown after_first = rss_breakdown(weight_path);
@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
     for (int64_t length : {16, 32, 64, 128, 256, 512}) {
       if (!wanted(std::to_string(length))) continue;
       Batch batch;
-      add_sequence(batch, length, rng);
+      add_sequence(batch, length, model.config().vocab_size, rng);
       const Timing t =
           time_forward(encoder, batch, ws, passes, length >= 256 ? std::max(3, runs / 4) : runs);
       std::printf(
@@ -202,7 +202,8 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     Batch packed;  // 32 sequences, lengths spread over 16..128, no padding
-    for (int i = 0; i < 32; ++i) add_sequence(packed, std::lround(16 + i * 112.0 / 31), rng);
+    for (int i = 0; i < 32; ++i)
+      add_sequence(packed, std::lround(16 + i * 112.0 / 31), model.config().vocab_size, rng);
     if (wanted("b32")) {
       const Timing t = time_forward(encoder, packed, ws, passes, std::max(3, runs / 4));
       std::printf(
@@ -227,7 +228,8 @@ int main(int argc, char** argv) {
         throw Error("shape " + shape + ": N >= 1 sequences of 1.." +
                     std::to_string(model.config().max_position_embeddings) + " tokens");
       Batch batch;
-      for (long long i = 0; i < count; ++i) add_sequence(batch, length, rng);
+      for (long long i = 0; i < count; ++i)
+        add_sequence(batch, length, model.config().vocab_size, rng);
       const Timing t = time_forward(encoder, batch, ws, passes, runs);
       std::printf(
           "{\"engine\":\"tinybert\",\"model\":\"%s\",\"dtype\":\"%s\",\"shape\":\"%s\",\"ms\":"

@@ -110,11 +110,20 @@ inline void make_random_bert(const std::string& path, const RandomBertShape& sha
 // bert-base-chinese shape (12 layers, hidden 768, 12 heads, ffn 3072, vocab 21128).
 inline void make_bert_base(const std::string& path) { make_random_bert(path, RandomBertShape{}); }
 
-inline void add_sequence(Batch& batch, int64_t length, std::mt19937& rng) {
+// A sequence of random token ids below vocab_size: 1000..19999 for a real vocabulary (bge's and
+// BERT's ~21k), any id of a smaller one (test models); [CLS] 101 and [SEP] 102 at the ends where
+// the vocabulary has them. The embedding gather does not check ids (the tokenizer and the request
+// checks do, upstream): an id past the vocabulary would read past the table.
+inline void add_sequence(Batch& batch, int64_t length, int64_t vocab_size, std::mt19937& rng) {
   std::vector<int32_t> ids(static_cast<size_t>(length));
-  for (auto& id : ids) id = 1000 + static_cast<int32_t>(rng() % 19000);
-  ids.front() = 101;
-  ids.back() = 102;
+  const bool real_vocabulary = vocab_size >= 20000;
+  for (auto& id : ids)
+    id = real_vocabulary ? 1000 + static_cast<int32_t>(rng() % 19000)
+                         : static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab_size));
+  if (vocab_size > 102) {
+    ids.front() = 101;
+    ids.back() = 102;
+  }
   batch.add(ids);
 }
 

@@ -103,12 +103,13 @@ int main(int argc, char** argv) {
     std::vector<std::pair<int64_t, ForwardRequest>> latency;
     for (int64_t length : {16, 32, 64, 128, 256, 512}) {
       ForwardRequest request;
-      add_sequence(request.batch, length, rng);
+      add_sequence(request.batch, length, model.config().vocab_size, rng);
       request.head = {HeadKind::pooled, Pooling::cls, false};
       latency.emplace_back(length, std::move(request));
     }
     ForwardRequest throughput;  // 128 sequences of 128 tokens, packed (no padding to remove)
-    for (int i = 0; i < 128; ++i) add_sequence(throughput.batch, 128, rng);
+    for (int i = 0; i < 128; ++i)
+      add_sequence(throughput.batch, 128, model.config().vocab_size, rng);
     throughput.head = {HeadKind::pooled, Pooling::cls, false};
 
     CudaMemoryReport memory;
