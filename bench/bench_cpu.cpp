@@ -179,14 +179,14 @@ int main(int argc, char** argv) {
         precision_name(backend.precision()),
         backend.attention_name(model.config().head_dim()).c_str());
 
-    const auto wanted = [&](const std::string& shape) {  // is shape in the comma-separated list?
-      size_t start = 0;
-      while (start <= shapes.size()) {
-        const size_t end = std::min(shapes.find(',', start), shapes.size());
-        if (shapes.compare(start, end - start, shape) == 0) return true;
-        start = end + 1;
-      }
-      return false;
+    std::vector<std::string> shape_list;  // the comma-separated --shapes
+    for (size_t start = 0; start <= shapes.size();) {
+      const size_t end = std::min(shapes.find(',', start), shapes.size());
+      shape_list.push_back(shapes.substr(start, end - start));
+      start = end + 1;
+    }
+    const auto wanted = [&](const std::string& shape) {
+      return std::find(shape_list.begin(), shape_list.end(), shape) != shape_list.end();
     };
     for (int64_t length : {16, 32, 64, 128, 256, 512}) {
       if (!wanted(std::to_string(length))) continue;
@@ -214,13 +214,11 @@ int main(int argc, char** argv) {
           static_cast<long long>(packed.num_tokens()));
     }
     // bNxL: N packed sequences of L tokens each, e.g. the server's merged classify passes
-    // (bench/RESULTS.md, "Serving efficiency"), with the tokens per second they run at.
-    for (size_t start = 0; start < shapes.size();) {
-      const size_t end = std::min(shapes.find(',', start), shapes.size());
+    // (bench/RESULTS.md, "AMX attention and fused feed-forward"), with the tokens per second they
+    // run at.
+    for (const std::string& shape : shape_list) {
       long long count = 0, length = 0;
       int used = 0;
-      const std::string shape = shapes.substr(start, end - start);
-      start = end + 1;
       if (std::sscanf(shape.c_str(), "b%lldx%lld%n", &count, &length, &used) != 2 ||
           used != static_cast<int>(shape.size()))
         continue;

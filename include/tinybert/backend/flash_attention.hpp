@@ -494,11 +494,19 @@ void context_amx(const uint16_t* p, int64_t stride, const uint32_t* vp, float* o
   }
 }
 
-// The scratch of one thread's AMX blocks: 16 score rows (f32) and 16 probability rows (bf16).
+// The scratch of one thread's AMX blocks: 16 score rows (f32) and 16 probability rows (bf16),
+// laid out in `bytes(stride)` bytes from `base`.
 struct AmxScratch {
   float* scores;            // [16][stride]
   uint16_t* probabilities;  // [16][stride]
-  static constexpr int64_t kBytesPerKey = 16 * (sizeof(float) + sizeof(uint16_t));
+
+  static int64_t bytes(int64_t stride) {
+    return 16 * stride * static_cast<int64_t>(sizeof(float) + sizeof(uint16_t));
+  }
+  static AmxScratch at(char* base, int64_t stride) {
+    return {reinterpret_cast<float*>(base),
+            reinterpret_cast<uint16_t*>(base + 16 * stride * sizeof(float))};
+  }
 };
 
 // One block of query rows on AMX, 16 rows at a time (rows past `rows` are computed from
@@ -635,8 +643,8 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
   if (bf16) std::fill(qp + tokens * hidden / 2, qp + (tokens + 16) * hidden / 2, 0u);
   int64_t longest = 0;
   for (int64_t s = 0; s < sequences; ++s) longest = std::max(longest, batch.seq_len(s));
-  const int64_t amx_bytes =  // per thread; a multiple of 64 (AmxScratch::kBytesPerKey x 32)
-      amx ? detail::round_up(longest, key_multiple) * detail::AmxScratch::kBytesPerKey : 0;
+  const int64_t amx_bytes =  // per thread; a multiple of 64 (32 keys a step)
+      amx ? detail::AmxScratch::bytes(detail::round_up(longest, key_multiple)) : 0;
   [[maybe_unused]] char* amx_base =
       detail::grow(amx_scratch, static_cast<size_t>(amx_bytes * omp_get_max_threads()));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -693,10 +701,8 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
       if (amx) {
         const auto block =
             head_dim == 64 ? detail::attend_block_amx<2> : detail::attend_block_amx<1>;
-        const detail::AmxScratch scratch{reinterpret_cast<float*>(mine),
-                                         reinterpret_cast<uint16_t*>(mine + stride * 16 * 4)};
         block(q_pairs[0], hidden / 2, kp + base / 2, vp + base / 2, task.rows, len, stride, scale,
-              scratch, out);
+              detail::AmxScratch::at(mine, stride), out);
         continue;
       }
 #endif

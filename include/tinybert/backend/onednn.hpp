@@ -530,16 +530,11 @@ class OneDnnBackend {
     int8_t* quantized = s8_mid.data();
     float* quantized_scales = mid_scales.data();
     float* buffers = row_buffers.data();
-    const Eigen::Map<const Eigen::ArrayXf> bias(up.bias.data(), width),
-        channel_scales(up.weight_scales.data(), width);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      onednn_detail::ArrayMap y(buffers + omp_get_thread_num() * width, width);
-      y = Eigen::Map<const Eigen::ArrayXf>(acc + r * width, width) * channel_scales *
-              token_scales[r] +
-          bias;
-      onednn_detail::apply_activation(Activation::gelu, y.data(), width);
-      onednn_detail::quantize_row(y.data(), width, quantized + r * width, quantized_scales + r);
+      float* y = buffers + omp_get_thread_num() * width;
+      int8_epilogue_row(up, acc + r * width, token_scales[r], Activation::gelu, y);
+      onednn_detail::quantize_row(y, width, quantized + r * width, quantized_scales + r);
     }
     out.resize(padded, down.out);
     out.resize(rows, down.out);
@@ -732,16 +727,21 @@ class OneDnnBackend {
   // + bias).
   static void int8_epilogue(const Linear& l, const float* token_scales, Activation act,
                             Matrix& out) {
-    const int64_t width = l.out;
     float* y = out.data();
-    const Eigen::Map<const Eigen::ArrayXf> bias(l.bias.data(), width),
-        channel_scales(l.weight_scales.data(), width);
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < out.rows(); ++r) {
-      onednn_detail::ArrayMap row(y + r * width, width);
-      row = row * channel_scales * token_scales[r] + bias;
-      onednn_detail::apply_activation(act, row.data(), width);
-    }
+    for (int64_t r = 0; r < out.rows(); ++r)
+      int8_epilogue_row(l, y + r * l.out, token_scales[r], act, y + r * l.out);
+  }
+
+  // One row of it: y = act(sums x weight scales x token_scale + bias); y may be sums.
+  static void int8_epilogue_row(const Linear& l, const float* sums, float token_scale,
+                                Activation act, float* y) {
+    const int64_t width = l.out;
+    onednn_detail::ArrayMap(y, width) =
+        Eigen::Map<const Eigen::ArrayXf>(sums, width) *
+            Eigen::Map<const Eigen::ArrayXf>(l.weight_scales.data(), width) * token_scale +
+        Eigen::Map<const Eigen::ArrayXf>(l.bias.data(), width);
+    onednn_detail::apply_activation(act, y, width);
   }
 
   // Symmetric per-token int8 (one scale per row).
