@@ -36,6 +36,7 @@
 #include <immintrin.h>
 #endif
 
+#include "tinybert/backend/aligned_vector.hpp"
 #include "tinybert/backend/cpu_features.hpp"
 #include "tinybert/batch.hpp"
 
@@ -91,7 +92,7 @@ inline int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; 
 
 // Per-call scratch of the packed K (and V for bf16), grown, never shrunk.
 template <typename T>
-T* grow(std::vector<T>& v, size_t n) {
+T* grow(AlignedVector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
 }
@@ -631,9 +632,9 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
     offset[s + 1] = offset[s] + detail::round_up(batch.seq_len(s), key_multiple) * head_dim;
   const auto per_head = offset[static_cast<size_t>(sequences)];
   const auto packed = static_cast<size_t>(heads * per_head);
-  thread_local std::vector<float> k_f32, v_f32;
-  thread_local std::vector<uint32_t> k_bf16, v_bf16, q_bf16;
-  thread_local std::vector<char> amx_scratch;  // per thread, for the longest sequence
+  thread_local AlignedVector<float> k_f32, v_f32;
+  thread_local AlignedVector<uint32_t> k_bf16, v_bf16, q_bf16;
+  thread_local AlignedVector<char> amx_scratch;  // per thread, for the longest sequence
   float* kt = bf16 ? nullptr : detail::grow(k_f32, packed);
   float* vf = bf16 ? nullptr : detail::grow(v_f32, packed);
   uint32_t* kp = bf16 ? detail::grow(k_bf16, packed / 2) : nullptr;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tinybert/backend/aligned_vector.hpp"
 #include "tinybert/batch.hpp"
 #include "tinybert/config.hpp"
 #include "tinybert/error.hpp"
@@ -35,7 +36,7 @@ class HostMatrix {
   std::vector<float> to_vector() const { return {data(), data() + rows_ * cols_}; }
 
  private:
-  std::vector<float> storage_;
+  AlignedVector<float> storage_;  // cache-line aligned: GEMMs read and write it
   int64_t rows_ = 0, cols_ = 0;
 };
 

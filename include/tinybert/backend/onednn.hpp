@@ -455,10 +455,10 @@ class OneDnnBackend {
     // Scratch of the calling thread (grows only); the OpenMP loops below must use raw pointers
     // into it, since inside a parallel region a thread_local name would mean each worker's own
     // copy.
-    thread_local std::vector<Eigen::bfloat16> bf16_src;
-    thread_local std::vector<int8_t> s8_src;
-    thread_local std::vector<float> token_scales;
-    thread_local std::vector<float> f32_src;  // f32 input with room for the padding rows
+    thread_local AlignedVector<Eigen::bfloat16> bf16_src;
+    thread_local AlignedVector<int8_t> s8_src;
+    thread_local AlignedVector<float> token_scales;
+    thread_local AlignedVector<float> f32_src;  // f32 input with room for the padding rows
     using onednn_detail::grow;
     if (l.precision == Precision::int8) {  // the scales, bias and activation in our epilogue
       grow(s8_src, padded * cols);
@@ -513,8 +513,8 @@ class OneDnnBackend {
       return;
     }
     const int64_t rows = in.rows(), padded = gemm_rows(rows), width = up.out;
-    thread_local std::vector<int8_t> s8_in, s8_mid;
-    thread_local std::vector<float> in_scales, mid_scales, row_buffers;
+    thread_local AlignedVector<int8_t> s8_in, s8_mid;
+    thread_local AlignedVector<float> in_scales, mid_scales, row_buffers;
     using onednn_detail::grow;
     grow(s8_in, padded * up.in);
     grow(in_scales, rows);
@@ -572,8 +572,8 @@ class OneDnnBackend {
       flash::attention(qkv.data(), batch, num_heads, hidden, context.data(), *fused);
       return;
     }
-    thread_local std::vector<float> scores;
-    thread_local std::vector<Eigen::bfloat16> qkv_bf16, probs_bf16;
+    thread_local AlignedVector<float> scores;
+    thread_local AlignedVector<Eigen::bfloat16> qkv_bf16, probs_bf16;
     using onednn_detail::grow;
     const char* base = reinterpret_cast<const char*>(qkv.data());
     const int64_t element = bf16 ? 2 : 4;
