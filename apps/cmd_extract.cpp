@@ -7,6 +7,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "tinybert/json_text.hpp"
 #include "tinybert/tinybert.hpp"
 
 namespace tinybert::cli {
@@ -15,23 +16,16 @@ namespace {
 
 // Ordered: SiameseUIE answers in the order the schema names its types.
 nlohmann::ordered_json read_schema(const Args& args) {
-  std::string text;
   if (args.has("--schema") == args.has("--schema-file"))
     throw Error("extract needs exactly one of --schema JSON or --schema-file F");
-  if (args.has("--schema")) {
-    text = args.value("--schema");
-  } else {
-    std::ifstream in(args.value("--schema-file"));
-    if (!in) throw Error("cannot open schema file " + args.value("--schema-file"));
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    text = buffer.str();
-  }
-  try {
-    return nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::ordered_json::exception& e) {  // parse_error, or out_of_range (1e400)
-    throw Error(std::string("schema is not valid JSON: ") + e.what());
-  }
+  if (args.has("--schema"))
+    return parse_json_text<nlohmann::ordered_json>(args.value("--schema"), "schema");
+  const std::string path = args.value("--schema-file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open schema file " + path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return parse_json_text<nlohmann::ordered_json>(buffer.str(), "schema file " + path);
 }
 
 // UIE: a probability in (0, 1). SiameseUIE compares raw logits (ModelScope's 0.5): any number.

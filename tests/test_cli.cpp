@@ -155,6 +155,25 @@ TEST_CASE("tinybert classify and extract print JSON, and bad requests are one-li
   check_one_line_error(
       run(kCli + " extract --model " + bert + " --schema " + quote("[\"a\"]") + " x"),
       "needs a uie model");
+
+  // --schema-file: the same schema from a file; a file cut short by NUL bytes is refused (the
+  // JSON parser alone would stop at the NUL and accept "[...]\0anything").
+  const auto schema_file = fs::temp_directory_path() / "tinybert-cli-schema.json";
+  std::ofstream(schema_file) << R"(["a",{"b":["c"]}])";
+  const Run from_file = run(kCli + " extract --model " + uie + " --max-seq-len 32 --schema-file " +
+                            schema_file.string() + " " + quote("a b a b"));
+  REQUIRE(from_file.exit_code == 0);
+  CHECK(json::parse(from_file.out) == json::parse(extract.out));
+  std::ofstream(schema_file, std::ios::binary) << std::string("[\"a\"]\0\0{\"b\"", 10);
+  check_one_line_error(
+      run(kCli + " extract --model " + uie + " --schema-file " + schema_file.string() + " x"),
+      "schema file " + schema_file.string() + " is not valid JSON: a NUL byte at byte 5");
+  check_one_line_error(run(kCli + " extract --model " + uie + " --schema-file /nonexistent x"),
+                       "cannot open schema file /nonexistent");
+  check_one_line_error(run(kCli + " extract --model " + uie + " --schema-file " +
+                           schema_file.string() + " --schema " + quote("[\"a\"]") + " x"),
+                       "exactly one of");
+  fs::remove(schema_file);
 }
 
 TEST_CASE("tinybert classify --calibrate and a repeated --template (an ensemble)",

@@ -260,6 +260,11 @@ TEST_CASE("the converter rejects bad model folders with clear messages", "[conve
              Catch::Contains("config.json: expected a JSON object, found string"));
   CHECK_THAT(convert_error(copy_with_config("model_type", [](auto& c) { c["model_type"] = 7; })),
              Catch::Contains("config.json: [json.exception.type_error"));
+  // A config.json cut short by NUL bytes: nlohmann's parser would stop at the NUL and accept it.
+  const auto nul_config = copy_with_config("nul", [](auto&) {});
+  std::ofstream(nul_config / "config.json", std::ios::binary) << std::string("{}\0{\"x\"", 7);
+  CHECK_THAT(convert_error(nul_config),
+             Catch::Contains("config.json is not valid JSON: a NUL byte at byte 2"));
   const auto bad_tokenizer = copy_with_config("tokenizer", [](auto&) {});
   std::ofstream(bad_tokenizer / "tokenizer_config.json") << R"({"do_lower_case": "yes"})";
   CHECK_THAT(convert_error(bad_tokenizer), Catch::Contains("tokenizer_config.json: "));

@@ -7,21 +7,21 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include "tinybert/config.hpp"
 #include "tinybert/error.hpp"
+#include "tinybert/json_text.hpp"
 
 namespace tinybert::convert {
 
 inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path.string() + ": cannot open");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path.string() + ": not valid JSON: " + e.what());
-  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_json_text(text.str(), path.string());
 }
 
 // A config file's JSON must be an object, and a field of the wrong type (a number where a string
