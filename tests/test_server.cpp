@@ -197,6 +197,9 @@ TEST_CASE("every endpoint answers on the tiny models", "[server]") {
   CHECK(models["tasks"]["fill-mask"] == "mlm");
   CHECK(models["tasks"]["extract"] == "uie");
   CHECK(models["tasks"]["embeddings"] == "bert");
+  // the attention kernel the oneDNN backend picked: f32 keeps the blocked one (test_onednn.cpp
+  // checks the choice per precision and CPU)
+  for (const json& m : models["models"]) CHECK(m["attention"] == "blocked");
 
   const auto health = server.get("/health");
   REQUIRE(health);
@@ -506,6 +509,8 @@ TEST_CASE("curl's default Content-Type: bodies up to --max-body-bytes, not 8 KB"
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1/embeddings";
   const std::string curl = "curl -s -o /dev/null -w '%{http_code}' ";
   CHECK(shell(curl + "-d @" + file.string() + " " + url) == "200");
+  // the reference backend has one attention: /v1/models names none
+  CHECK(body_of(server.get("/v1/models"))["models"][0]["attention"].is_null());
   CHECK(shell(curl + "-H 'Content-Type: text/plain' -d @" + file.string() + " " + url) == "200");
   std::ofstream(file) << json{{"input", text.substr(0, 3 * 15000)}}.dump();  // 45 KB
   const std::string over = shell("curl -s -d @" + file.string() + " " + url);

@@ -34,6 +34,9 @@ class Runner {
   // What a user should know about how it computes (Backend::note() where the backend has one):
   // "bf16 matmul is not available on this CPU ...; using f32", "int8: 8-bit weights (SDOT)".
   virtual std::string backend_note() const { return ""; }
+  // Which attention kernel the CPU backend picked for this model's head size ("fused AMX bf16",
+  // "blocked", ...: OneDnnBackend::attention_name); empty where the backend has one kernel.
+  virtual std::string attention_kernel() const { return ""; }
   // Device memory when the runner computes on an accelerator; none on the CPU.
   virtual std::optional<DeviceMemory> device_memory() const { return std::nullopt; }
 };
@@ -169,6 +172,13 @@ class DirectRunner final : public Runner {
     if constexpr (requires(const Backend& b) { b.note(); }) return encoder_.backend().note();
     return "";
   }
+  std::string attention_kernel() const override {
+    if constexpr (requires(const Backend& b, int64_t head_dim) { b.attention_name(head_dim); }) {
+      const ModelConfig& c = model_.config();
+      return encoder_.backend().attention_name(c.hidden_size / c.num_heads);
+    }
+    return "";
+  }
 
  private:
   const Model& model_;
@@ -189,6 +199,7 @@ class OwningRunner final : public Runner {
   const Model& model() const override { return runner_.model(); }
   std::string backend_name() const override { return runner_.backend_name(); }
   std::string backend_note() const override { return runner_.backend_note(); }
+  std::string attention_kernel() const override { return runner_.attention_kernel(); }
 
  private:
   Backend backend_;

@@ -184,6 +184,7 @@ class BatchingRunner final : public Runner {
   const Model& model() const override { return inner_->model(); }
   std::string backend_name() const override { return inner_->backend_name(); }
   std::string backend_note() const override { return inner_->backend_note(); }
+  std::string attention_kernel() const override { return inner_->attention_kernel(); }
   std::optional<DeviceMemory> device_memory() const override { return inner_->device_memory(); }
 
   // Blocks until the pass has run. Throws Overloaded (queue full or stopping), DeadlineExceeded,

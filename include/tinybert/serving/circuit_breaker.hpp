@@ -76,6 +76,7 @@ class CircuitBreakerRunner final : public Runner {
   }
   // The primary's: /health says when the fallback serves instead.
   std::string backend_note() const override { return primary_->backend_note(); }
+  std::string attention_kernel() const override { return primary_->attention_kernel(); }
   std::optional<DeviceMemory> device_memory() const override { return primary_->device_memory(); }
 
   BreakerStatus status() const {

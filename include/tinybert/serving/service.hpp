@@ -272,6 +272,7 @@ class Service {
       json default_for = json::array();
       for (const auto& [task, model] : defaults_)
         if (model == m.get()) default_for.push_back(task);
+      const std::string attention = m->runner->attention_kernel();
       list.push_back({{"name", m->name},
                       {"path", m->path},
                       {"architecture", architecture_name(c.architecture)},
@@ -281,6 +282,7 @@ class Service {
                       // what computes (f32 where the CPU lacks bf16) and why, or the int8 path
                       {"computes_in", m->runner->backend_name()},
                       {"backend_note", m->runner->backend_note()},
+                      {"attention", attention.empty() ? json(nullptr) : json(attention)},
                       {"hidden_size", c.hidden_size},
                       {"layers", c.num_layers},
                       {"max_length", m->model->max_length()},
