@@ -158,7 +158,7 @@ TEST_CASE("tinybert classify and extract print JSON, and bad requests are one-li
 
   // --schema-file: the same schema from a file; a file cut short by NUL bytes is refused (the
   // JSON parser alone would stop at the NUL and accept "[...]\0anything").
-  const auto schema_file = fs::temp_directory_path() / "tinybert-cli-schema.json";
+  const auto schema_file = tinybert::test::scratch_dir("cli-schema") / "schema.json";
   std::ofstream(schema_file) << R"(["a",{"b":["c"]}])";
   const Run from_file = run(kCli + " extract --model " + uie + " --max-seq-len 32 --schema-file " +
                             schema_file.string() + " " + quote("a b a b"));
@@ -173,7 +173,6 @@ TEST_CASE("tinybert classify and extract print JSON, and bad requests are one-li
   check_one_line_error(run(kCli + " extract --model " + uie + " --schema-file " +
                            schema_file.string() + " --schema " + quote("[\"a\"]") + " x"),
                        "exactly one of");
-  fs::remove(schema_file);
 }
 
 TEST_CASE("tinybert classify --calibrate and a repeated --template (an ensemble)",

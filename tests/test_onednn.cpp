@@ -316,6 +316,7 @@ TEST_CASE("activation buffers start on a cache line", "[onednn][alignment]") {
   CHECK(aligned(copy.data()));
   CHECK(copy == AlignedVector<float>(5, 1.0f));
 }
+
 // One backend may serve models of different shapes (the server shares none today, a library user
 // may): the attention primitives of a length must not be reused across head counts. Before the
 // cache was keyed by head count too, the second call here ran with the first call's 2 heads.
