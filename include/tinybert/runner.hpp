@@ -173,10 +173,8 @@ class DirectRunner final : public Runner {
     return "";
   }
   std::string attention_kernel() const override {
-    if constexpr (requires(const Backend& b, int64_t head_dim) { b.attention_name(head_dim); }) {
-      const ModelConfig& c = model_.config();
-      return encoder_.backend().attention_name(c.hidden_size / c.num_heads);
-    }
+    if constexpr (requires(const Backend& b, int64_t head_dim) { b.attention_name(head_dim); })
+      return encoder_.backend().attention_name(model_.config().head_dim());
     return "";
   }
 

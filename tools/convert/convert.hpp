@@ -129,14 +129,6 @@ inline SourceTensor concat_rows(const std::string& name,
 
 // ---- the conversion --------------------------------------------------------------------------
 
-inline std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // The weights file of a folder: safetensors, then pytorch_model.bin, then ONNX.
 inline std::filesystem::path find_weights(const std::filesystem::path& folder) {
   for (const char* name : {"model.safetensors", "pytorch_model.bin", "model.onnx",

@@ -16,12 +16,16 @@
 
 namespace tinybert::convert {
 
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+inline std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path.string() + ": cannot open");
-  std::stringstream text;
+  std::ostringstream text;
   text << in.rdbuf();
-  return parse_json_text(text.str(), path.string());
+  return text.str();
+}
+
+inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+  return parse_json_text(read_text_file(path), path.string());
 }
 
 // A config file's JSON must be an object, and a field of the wrong type (a number where a string

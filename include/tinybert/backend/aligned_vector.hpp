@@ -35,4 +35,12 @@ struct CacheLineAllocator {
 template <class T>
 using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
 
+// Grows a scratch vector to at least n elements and returns its data. It never shrinks, so a warm
+// forward pass allocates nothing.
+template <class T>
+T* grow(AlignedVector<T>& v, std::size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
 }  // namespace tinybert

@@ -90,13 +90,6 @@ namespace detail {
 
 inline int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 
-// Per-call scratch of the packed K (and V for bf16), grown, never shrunk.
-template <typename T>
-T* grow(AlignedVector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-
 // One unit of work: a block of query rows of one head of one sequence.
 struct Task {
   int64_t sequence, head, first_row, rows;
@@ -635,19 +628,18 @@ inline void attention(const float* qkv, const Batch& batch, int64_t heads, int64
   thread_local AlignedVector<float> k_f32, v_f32;
   thread_local AlignedVector<uint32_t> k_bf16, v_bf16, q_bf16;
   thread_local AlignedVector<char> amx_scratch;  // per thread, for the longest sequence
-  float* kt = bf16 ? nullptr : detail::grow(k_f32, packed);
-  float* vf = bf16 ? nullptr : detail::grow(v_f32, packed);
-  uint32_t* kp = bf16 ? detail::grow(k_bf16, packed / 2) : nullptr;
-  uint32_t* vp = bf16 ? detail::grow(v_bf16, packed / 2) : nullptr;
-  uint32_t* qp =
-      bf16 ? detail::grow(q_bf16, static_cast<size_t>((tokens + 16) * hidden / 2)) : nullptr;
+  float* kt = bf16 ? nullptr : grow(k_f32, packed);
+  float* vf = bf16 ? nullptr : grow(v_f32, packed);
+  uint32_t* kp = bf16 ? grow(k_bf16, packed / 2) : nullptr;
+  uint32_t* vp = bf16 ? grow(v_bf16, packed / 2) : nullptr;
+  uint32_t* qp = bf16 ? grow(q_bf16, static_cast<size_t>((tokens + 16) * hidden / 2)) : nullptr;
   if (bf16) std::fill(qp + tokens * hidden / 2, qp + (tokens + 16) * hidden / 2, 0u);
   int64_t longest = 0;
   for (int64_t s = 0; s < sequences; ++s) longest = std::max(longest, batch.seq_len(s));
   const int64_t amx_bytes =  // per thread; a multiple of 64 (32 keys a step)
       amx ? detail::AmxScratch::bytes(detail::round_up(longest, key_multiple)) : 0;
   [[maybe_unused]] char* amx_base =
-      detail::grow(amx_scratch, static_cast<size_t>(amx_bytes * omp_get_max_threads()));
+      grow(amx_scratch, static_cast<size_t>(amx_bytes * omp_get_max_threads()));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t s = 0; s < sequences; ++s)
     for (int64_t h = 0; h < heads; ++h) {

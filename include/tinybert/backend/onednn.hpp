@@ -158,13 +158,6 @@ inline void quantize_row(const float* x, int64_t cols, int8_t* q, float* scale) 
 #endif
 }
 
-// Grows a per-thread scratch vector to at least n elements (never shrinks: a warm forward
-// pass allocates nothing).
-template <class Vector>
-void grow(Vector& v, int64_t n) {
-  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-}
-
 // out = x rounded to bf16 (Eigen's vectorised round-to-nearest-even), rows in parallel.
 inline void to_bf16_rows(const float* x, int64_t rows, int64_t cols, Eigen::bfloat16* out) {
 #pragma omp parallel for schedule(static)
@@ -459,8 +452,7 @@ class OneDnnBackend {
     thread_local AlignedVector<int8_t> s8_src;
     thread_local AlignedVector<float> token_scales;
     thread_local AlignedVector<float> f32_src;  // f32 input with room for the padding rows
-    using onednn_detail::grow;
-    if (l.precision == Precision::int8) {  // the scales, bias and activation in our epilogue
+    if (l.precision == Precision::int8) {       // the scales, bias and activation in our epilogue
       grow(s8_src, padded * cols);
       grow(token_scales, rows);
       quantize_tokens(in.data(), rows, cols, s8_src.data(), token_scales.data());
@@ -515,7 +507,6 @@ class OneDnnBackend {
     const int64_t rows = in.rows(), padded = gemm_rows(rows), width = up.out;
     thread_local AlignedVector<int8_t> s8_in, s8_mid;
     thread_local AlignedVector<float> in_scales, mid_scales, row_buffers;
-    using onednn_detail::grow;
     grow(s8_in, padded * up.in);
     grow(in_scales, rows);
     quantize_tokens(in.data(), rows, up.in, s8_in.data(), in_scales.data());
@@ -574,7 +565,6 @@ class OneDnnBackend {
     }
     thread_local AlignedVector<float> scores;
     thread_local AlignedVector<Eigen::bfloat16> qkv_bf16, probs_bf16;
-    using onednn_detail::grow;
     const char* base = reinterpret_cast<const char*>(qkv.data());
     const int64_t element = bf16 ? 2 : 4;
     if (bf16) {
